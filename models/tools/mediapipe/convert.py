@@ -283,6 +283,20 @@ def convert(model_id: str, src: pathlib.Path) -> pathlib.Path:
         c.CopyFrom(t)
     del graph.initializer[:]
     graph.initializer.extend(copies)
+    # Likewise the names tf2onnx makes up ("x__123", "y_raw_output___5:0") carry a process-wide
+    # counter: renumber them in node order.
+    made_up = {}
+    for node in graph.node:
+        for n in node.output:
+            if "__" in n and n not in made_up:
+                made_up[n] = f"{n.split('__')[0].rstrip('_')}__t{len(made_up)}"
+    for k, node in enumerate(graph.node):
+        node.input[:] = [made_up.get(n, n) for n in node.input]
+        node.output[:] = [made_up.get(n, n) for n in node.output]
+        if "__" in node.name:
+            node.name = f"{node.name.split('__')[0]}__n{k}"
+    for vi in graph.value_info:
+        vi.name = made_up.get(vi.name, vi.name)
     inits = {i.name for i in graph.initializer}
     assert [i.name for i in graph.input] == ["input"], [i.name for i in graph.input]
     assert not inits & {i.name for i in graph.input}
