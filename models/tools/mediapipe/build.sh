@@ -45,3 +45,6 @@ fi
 
 # 4. convert, fixtures, parity, entries
 PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=2 "$py" "$here/convert.py" "$cache/src" "$@"
+
+# 5. the written files load and match in tract (the Rust test re-checks with the crate itself)
+"$py" "$here/tract_check.py" "$@"
