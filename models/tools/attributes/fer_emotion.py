@@ -82,6 +82,66 @@ def fer_crop(bgr: np.ndarray, cascade: cv2.CascadeClassifier, fallback_box=None)
     return face, (box, (x1 - PADDING, y1 - PADDING, x2 - PADDING, y2 - PADDING))
 
 
+def canonical(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """tf2onnx emits the same graph with a run-dependent node order and run-dependent generated
+    names (`const_fold_opt__117`, `Conv2D__7`, ...; even with PYTHONHASHSEED fixed). Re-sort the
+    nodes topologically (ties broken by name with the `__<n>` counters stripped), then rename
+    every generated name in order of first use and sort the initializers, so that rebuilding
+    gives the same bytes."""
+    import heapq
+    import re
+
+    gen = re.compile(r"__\d+")
+    g = proto.graph
+    nodes = list(g.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    deps = {i: {producer[x] for x in n.input if x in producer} for i, n in enumerate(nodes)}
+    users = {i: set() for i in range(len(nodes))}
+    for i, d in deps.items():
+        for j in d:
+            users[j].add(i)
+
+    def key(i):
+        n = nodes[i]
+        return (gen.sub("", n.name), n.op_type, tuple(gen.sub("", x) for x in n.input), i)
+
+    ready = [key(i) for i, d in deps.items() if not d]
+    heapq.heapify(ready)
+    order, left = [], {i: len(d) for i, d in deps.items()}
+    while ready:
+        i = heapq.heappop(ready)[-1]
+        order.append(nodes[i])
+        for u in sorted(users[i]):
+            left[u] -= 1
+            if left[u] == 0:
+                heapq.heappush(ready, key(u))
+    assert len(order) == len(nodes)
+    names: dict[str, str] = {}
+
+    def rename(x: str) -> str:
+        if not gen.search(x):
+            return x
+        if x not in names:
+            names[x] = f"{gen.sub('', x)}__c{len(names)}"
+        return names[x]
+
+    for n in order:
+        n.name = rename(n.name)
+        for k, x in enumerate(n.input):
+            n.input[k] = rename(x)
+        for k, x in enumerate(n.output):
+            n.output[k] = rename(x)
+    for t in list(g.initializer) + list(g.input) + list(g.output) + list(g.value_info):
+        assert not gen.search(t.name) or t.name in names, t.name
+        t.name = rename(t.name)
+    inits = sorted(g.initializer, key=lambda t: t.name)
+    del g.node[:]
+    g.node.extend(order)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return proto
+
+
 def main() -> int:
     model = tf_keras.models.load_model(str(HDF5), compile=False)
     assert model.input_shape == (None, 64, 64, 1), model.input_shape
@@ -91,6 +151,7 @@ def main() -> int:
     spec = (tf.TensorSpec((1, 64, 64, 1), tf.float32, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=13,
                                           inputs_as_nchw=["input"])
+    proto = canonical(proto)
     out_name = proto.graph.output[0].name
     proto.producer_name = "facecast models/tools/attributes/fer_emotion.py (tf2onnx " + tf2onnx.__version__ + ")"
     onnx.checker.check_model(proto, full_check=True)
