@@ -1,7 +1,10 @@
 """Re-checks the committed attribute models the way the Rust side will: for each entry, the
 sha256, opset 13, fixed input shape, no initializer among the graph inputs; then every fixture
-PNG is normalised exactly as the entry says (colour, mean, std, layout), run in onnxruntime and
-compared with the reference outputs stored in the fixture JSON.
+PNG is normalised exactly as the entry says (colour, mean, std, layout), run in onnxruntime AND
+in tract (PyPI `tract`, the Python bindings of the tract version the crate uses, input fact fixed
+from the entry) and compared with the reference outputs stored in the fixture JSON. onnxruntime
+must stay within the entry's max_abs_diff; tract within 1e-5 of the output range + 1e-4 (the
+bound the mediapipe group uses), and its figure is printed.
 
     models/tools/.venv-attributes/bin/python models/tools/attributes/check_parity.py [ID ...]
 """
@@ -15,6 +18,7 @@ import tomllib
 import numpy as np
 import onnx
 import onnxruntime as ort
+import tract
 from PIL import Image
 
 from common import ENTRIES, FIXTURES, MODELS, REPO, sha256
@@ -58,6 +62,10 @@ def main(ids) -> int:
         assert dims == entry["input"]["shape"] and all(d > 0 for d in dims), (mid, dims)
         assert [o.name for o in m.graph.output] == [o["name"] for o in entry["output"]], mid
         sess = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+        tm = tract.onnx().load(str(path))
+        tm.set_input_fact(0, ",".join(map(str, entry["input"]["shape"])) + ",f32")
+        trun = tm.into_model().into_runnable()
+        tworst = 0.0
         par = entry["parity"]
         folder = REPO / par["fixtures"]
         cases = sorted(folder.glob("*.json"))
@@ -69,15 +77,20 @@ def main(ids) -> int:
             assert doc["model"] == mid
             x = tensor_from_png(case.with_suffix(".png"), entry["input"])
             got = sess.run(None, {entry["input"]["name"]: x})
-            for out, o_entry, g in zip(doc["outputs"], entry["output"], got):
+            tgot = [t.to_numpy() for t in trun.run([x])]
+            for out, o_entry, g, tg in zip(doc["outputs"], entry["output"], got, tgot):
                 assert out["name"] == o_entry["name"] and out["shape"] == list(g.shape) == o_entry["shape"]
+                assert list(tg.shape) == out["shape"], (mid, tg.shape, out["shape"])
                 ref = np.asarray(out["data"], np.float32).reshape(out["shape"])
                 worst = max(worst, float(np.abs(g - ref).max()))
+                tworst = max(tworst, float(np.abs(tg - ref).max()))
                 lo, hi = min(lo, float(ref.min())), max(hi, float(ref.max()))
-        passed = worst <= par["max_abs_diff"] * 1.01 + 1e-7
+        tlimit = 1e-5 * par["output_range"] + 1e-4
+        passed = worst <= par["max_abs_diff"] * 1.01 + 1e-7 and tworst <= tlimit
         ok &= passed
         print(f"{mid}: {len(cases)} cases, max |onnxruntime - fixture| {worst:.3g} "
-              f"(entry: {par['max_abs_diff']:.3g}), reference output range {hi - lo:.6g} "
+              f"(entry: {par['max_abs_diff']:.3g}), max |tract {tract.version()} - fixture| "
+              f"{tworst:.3g} (limit {tlimit:.3g}), reference output range {hi - lo:.6g} "
               f"(entry: {par['output_range']:.6g}) {'ok' if passed else 'FAIL'}")
     return 0 if ok else 1
 
