@@ -345,8 +345,8 @@ def main() -> int:
             final[k]["age_output_range"] = float(ages.max() - ages.min())
     common_comments = [
         f"Licence: {PKG} package.json 'license: MIT', LICENSE 'MIT License, Copyright (c) Vladimir "
-        "Mandic' (face-api by Vincent Muehler, MIT, continued by Vladimir Mandic); no separate "
-        "licence is stated for model/*.",
+        "Mandic'; README: 'Forked from face-api.js version 0.22.2', 'Original model weighs: "
+        "face-api.js-models' (justadudewhohacks); no separate licence is stated for model/*.",
         "Rebuilt graph: weights from the tfjs weight manifest + .bin shard (uint8 quantised: "
         "q * scale + min), network transcribed from the package's src/ (TypeScript); TF 'same' "
         "padding made explicit (stride 2 pads one extra row/column at the end).",
@@ -361,7 +361,7 @@ def main() -> int:
         "_writer": "faceapi.py", "id": k, "task": "age_gender", "file": f"{k}.onnx",
         "sha256": sha256(MODELS / f"{k}.onnx"), "precision": "fp32", "licence": "MIT",
         "origin": f"npm:{PKG} model/age_gender_model-weights_manifest.json + model/age_gender_model.bin; network from src/ageGenderNet, src/xception",
-        "upstream": "face-api AgeGenderNet (TinyXception feature extractor with 2 main blocks, age regression + gender softmax), by Vincent Muehler (justadudewhohacks/face-api.js), packaged by Vladimir Mandic",
+        "upstream": "face-api AgeGenderNet (TinyXception feature extractor with 2 main blocks, age regression + gender softmax), from face-api.js by justadudewhohacks (weights: face-api.js-models), as packaged by Vladimir Mandic",
         "converter": "models/tools/attributes/faceapi.py",
         "parity": {"reference": refname.format(net="ageGenderNet"), "fixtures": f"tests/fixtures/parity/{k}",
                    "cases": len(used),
@@ -387,7 +387,7 @@ def main() -> int:
         "_writer": "faceapi.py", "id": k, "task": "emotion", "file": f"{k}.onnx",
         "sha256": sha256(MODELS / f"{k}.onnx"), "precision": "fp32", "licence": "MIT",
         "origin": f"npm:{PKG} model/face_expression_model-weights_manifest.json + model/face_expression_model.bin; network from src/faceExpressionNet, src/faceFeatureExtractor, src/faceProcessor",
-        "upstream": "face-api FaceExpressionNet (FaceFeatureExtractor: 4 dense blocks of depthwise-separable convs, 7-way softmax), by Vincent Muehler (justadudewhohacks/face-api.js), packaged by Vladimir Mandic",
+        "upstream": "face-api FaceExpressionNet (FaceFeatureExtractor: 4 dense blocks of depthwise-separable convs, 7-way softmax), from face-api.js by justadudewhohacks (weights: face-api.js-models), as packaged by Vladimir Mandic",
         "converter": "models/tools/attributes/faceapi.py",
         "parity": {"reference": refname.format(net="faceExpressionNet"), "fixtures": f"tests/fixtures/parity/{k}",
                    "cases": len(used),
