@@ -1,1 +1,275 @@
-fn main() {}
+//! The `facecast` command: parses arguments, reads the configuration and hands over to the
+//! library. Exit codes: 0 success, 1 a run or check failed, 2 bad usage or configuration.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use facecast::capture::{list_devices, list_images};
+use facecast::config::{Config, ENV_OVERRIDES};
+use facecast::model::{Manifest, Model};
+use facecast::{annotate, pipeline};
+
+const USAGE: &str = "\
+facecast: a camera as a facial-analysis sensor
+
+USAGE:
+    facecast [--config PATH] <COMMAND> [OPTIONS]
+
+COMMANDS:
+    run [--source URI] [--frames N]   analyse frames from the configured source; one JSON
+                                      record per frame on stdout
+    analyze [--annotate OUT] IMAGE... analyse images (files, directories or globs); one JSON
+                                      line each; OUT is a PNG (one image) or a folder
+    devices                           list V4L2 cameras and their formats
+    models [--verify]                 list the model manifest; --verify checks each file's
+                                      sha256 and runs it once in tract
+
+OPTIONS:
+    --config PATH    configuration file (default: built-in defaults, as config/facecast.toml)
+    -h, --help       this text
+    -V, --version    the version
+
+SOURCES:
+    v4l2:/dev/video0   y4m:clip.y4m   y4m:- (stdin)   image:photos/   image:'shots/*.jpg'
+
+ENVIRONMENT:
+    RUST_LOG=info|debug|warn   log level (stderr)
+";
+
+enum Command {
+    Run {
+        source: Option<String>,
+        frames: Option<u64>,
+    },
+    Analyze {
+        images: Vec<String>,
+        annotate: Option<PathBuf>,
+    },
+    Devices,
+    Models {
+        verify: bool,
+    },
+    Help,
+    Version,
+}
+
+struct Args {
+    config: Option<PathBuf>,
+    command: Command,
+}
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut config = None;
+    let mut command_name: Option<String> = None;
+    let (mut source, mut frames, mut annotate, mut verify) = (None, None, None, false);
+    let mut images = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => config = Some(parser.value()?.into()),
+            Short('h') | Long("help") => command_name = Some("help".into()),
+            Short('V') | Long("version") => command_name = Some("version".into()),
+            Long("source") => source = Some(parser.value()?.string()?),
+            Long("frames") => frames = Some(parser.value()?.parse()?),
+            Long("annotate") => annotate = Some(parser.value()?.into()),
+            Long("verify") => verify = true,
+            Value(value) if command_name.is_none() => command_name = Some(value.string()?),
+            Value(value) if command_name.as_deref() == Some("analyze") => {
+                images.push(value.string()?)
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let command = match command_name.as_deref() {
+        Some("run") => Command::Run { source, frames },
+        Some("analyze") if !images.is_empty() => Command::Analyze { images, annotate },
+        Some("analyze") => return Err("analyze needs at least one image".into()),
+        Some("devices") => Command::Devices,
+        Some("models") => Command::Models { verify },
+        Some("help") | None => Command::Help,
+        Some("version") => Command::Version,
+        Some(other) => return Err(format!("unknown command {other:?}").into()),
+    };
+    Ok(Args { config, command })
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("facecast: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::from_env(),
+    };
+    let mut config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("facecast: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Run { source, frames } = &args.command {
+        if let Some(source) = source {
+            config.source.uri = source.clone();
+        }
+        if let Some(frames) = frames {
+            config.pipeline.max_frames = *frames;
+        }
+        if let Err(e) = config.validate("command line") {
+            eprintln!("facecast: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match run(args.command, &config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("facecast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            for (variable, key) in ENV_OVERRIDES {
+                println!("    {variable:<22} overrides {key}");
+            }
+        }
+        Command::Version => println!("facecast {}", env!("CARGO_PKG_VERSION")),
+        Command::Run { .. } => {
+            let stdout = std::io::stdout();
+            let summary = pipeline::run(config, |record| {
+                let mut out = stdout.lock();
+                serde_json::to_writer(&mut out, record)?;
+                out.write_all(b"\n")?;
+                out.flush()
+            })?;
+            log::info!(
+                "{} frames captured, {} analysed, {} dropped, {} corrupt, {} failed, source reopened {} times",
+                summary.captured,
+                summary.analysed,
+                summary.dropped,
+                summary.corrupt,
+                summary.failed,
+                summary.reopened
+            );
+        }
+        Command::Analyze { images, annotate } => {
+            return analyze(config, &images, annotate.as_deref())
+        }
+        Command::Devices => {
+            let cameras = list_devices();
+            if cameras.is_empty() {
+                println!("no V4L2 devices (/dev/video*) found");
+            }
+            for camera in cameras {
+                println!("{}  {}", camera.path.display(), camera.name);
+                for format in camera.formats {
+                    let sizes: Vec<String> = format
+                        .sizes
+                        .iter()
+                        .map(|(w, h)| format!("{w}x{h}"))
+                        .collect();
+                    println!(
+                        "    {}  {}  {}",
+                        format.fourcc,
+                        format.description,
+                        sizes.join(" ")
+                    );
+                }
+            }
+        }
+        Command::Models { verify } => return models(config, verify),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> AnyResult<ExitCode> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let found = list_images(pattern)?;
+        if found.is_empty() {
+            return Err(format!("{pattern}: no image files").into());
+        }
+        files.extend(found);
+    }
+    if let Some(dir) = annotate.filter(|_| files.len() > 1) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut detector = pipeline::load_detector(config)?;
+    let mut failures = 0;
+    let mut out = std::io::stdout().lock();
+    for (seq, path) in files.iter().enumerate() {
+        let result = match pipeline::analyze_image(&mut detector, path, seq as u64) {
+            Ok(result) => result,
+            Err(e) => {
+                eprintln!("facecast: {}: {e}", path.display());
+                failures += 1;
+                continue;
+            }
+        };
+        let file = path.to_string_lossy();
+        let record =
+            pipeline::frame_record(&config.device.id, &result.frame, &result.faces, Some(&file));
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+        if let Some(target) = annotate {
+            let target = if files.len() > 1 {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                target.join(format!("{stem}.png"))
+            } else {
+                target.to_path_buf()
+            };
+            annotate::draw(&result.frame, &result.faces).save(&target)?;
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn models(config: &Config, verify: bool) -> AnyResult<ExitCode> {
+    let manifest = Manifest::load(&config.models.dir)?;
+    let mut failures = 0;
+    for entry in &manifest.models {
+        let status = if verify {
+            match Model::load(&manifest, &entry.id, true).and_then(|mut m| m.run().map(|_| ())) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    failures += 1;
+                    format!("FAILED: {e}")
+                }
+            }
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<22} {:<10} {:?} {:<32} {:<12} {:?} {}",
+            entry.id,
+            format!("{:?}", entry.task),
+            entry.precision,
+            entry.file.display(),
+            entry.licence,
+            entry.input.shape,
+            status
+        );
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,56 @@
+//! Draws what was found onto a copy of the frame, for people who would rather look.
+
+use image::{Rgb, RgbImage};
+
+use crate::detect::Face;
+use crate::frame::Frame;
+
+const BOX: Rgb<u8> = Rgb([0, 255, 64]);
+/// Keypoint colours: eyes, nose, mouth, ears.
+const KEYPOINTS: [Rgb<u8>; 6] = [
+    Rgb([255, 64, 64]),
+    Rgb([255, 64, 64]),
+    Rgb([255, 220, 0]),
+    Rgb([255, 0, 255]),
+    Rgb([64, 160, 255]),
+    Rgb([64, 160, 255]),
+];
+
+/// The frame with every face's box and keypoints drawn on it.
+pub fn draw(frame: &Frame, faces: &[Face]) -> RgbImage {
+    let mut image = RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone())
+        .expect("a frame's buffer matches its size");
+    // Lines scale with the picture so they stay visible on large photos.
+    let thickness = ((frame.width.max(frame.height) / 300).max(1)) as i64;
+    for face in faces {
+        let b = &face.bbox;
+        let (x0, y0, x1, y1) = (b.x as i64, b.y as i64, b.right() as i64, b.bottom() as i64);
+        fill(&mut image, x0, y0, x1, y0 + thickness, BOX);
+        fill(&mut image, x0, y1 - thickness, x1, y1, BOX);
+        fill(&mut image, x0, y0, x0 + thickness, y1, BOX);
+        fill(&mut image, x1 - thickness, y0, x1, y1, BOX);
+        for (i, p) in face.keypoints.iter().enumerate() {
+            let (x, y) = (p[0] as i64, p[1] as i64);
+            let r = thickness + 1;
+            fill(
+                &mut image,
+                x - r,
+                y - r,
+                x + r + 1,
+                y + r + 1,
+                KEYPOINTS[i % KEYPOINTS.len()],
+            );
+        }
+    }
+    image
+}
+
+/// Fills the rectangle [x0, x1) x [y0, y1), clipped to the image.
+fn fill(image: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: Rgb<u8>) {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    for y in y0.max(0)..y1.min(h) {
+        for x in x0.max(0)..x1.min(w) {
+            image.put_pixel(x as u32, y as u32, colour);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Runs one manifest entry through tract: loaded and optimised once with its input shape
+//! fixed, then run per frame from a reused state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tract_onnx::prelude::*;
+
+use super::manifest::{Layout, Manifest, ModelEntry};
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("{path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("no model {id:?} in the manifest (it has: {})", known.join(", "))]
+    UnknownId { id: String, known: Vec<String> },
+    #[error("{path}: sha256 is {got}, the manifest says {expected}: the file is not the one the manifest describes")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
+    #[error("model {id}: {reason}")]
+    Load { id: String, reason: String },
+    #[error("model {id}: inference failed: {reason}")]
+    Run { id: String, reason: String },
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// One loaded model with its input buffer.
+pub struct Model {
+    pub entry: ModelEntry,
+    plan: Plan,
+    state: TypedSimpleState,
+    input: Vec<f32>,
+}
+
+impl Model {
+    /// Loads `id` from the manifest; `verify` checks the file's sha256 first.
+    pub fn load(manifest: &Manifest, id: &str, verify: bool) -> Result<Model, ModelError> {
+        let entry = manifest.entry(id)?.clone();
+        let bytes = manifest.read_file(&entry, verify)?;
+        let fail = |e: TractError| ModelError::Load {
+            id: entry.id.clone(),
+            reason: format!("{e:#}"),
+        };
+        let shape: TVec<usize> = entry.input.shape.iter().copied().collect();
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(fail)?;
+        check_outputs(&entry, &plan)?;
+        let state = plan.spawn().map_err(fail)?;
+        let input = vec![0.0; shape.iter().product()];
+        Ok(Model {
+            entry,
+            plan,
+            state,
+            input,
+        })
+    }
+
+    /// The input tensor's data, to fill (see [`super::preprocess::sample_into`]).
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.input
+    }
+
+    /// Runs the model on the current input; outputs in the manifest's order.
+    pub fn run(&mut self) -> Result<TVec<TValue>, ModelError> {
+        let fail = |e: TractError| ModelError::Run {
+            id: self.entry.id.clone(),
+            reason: format!("{e:#}"),
+        };
+        let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
+        self.state.run(tvec![tensor.into()]).map_err(fail)
+    }
+
+    /// The layout the input buffer is in.
+    pub fn layout(&self) -> Layout {
+        self.entry.input.layout
+    }
+
+    /// The plan, for spawning more states on other threads.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// An output's values, flat in row-major order.
+pub fn values(output: &TValue) -> TractResult<&[f32]> {
+    output.try_as_plain_ram()?.as_slice::<f32>()
+}
+
+/// The graph's outputs must be what the manifest says, or every decoder reading them is wrong.
+fn check_outputs(entry: &ModelEntry, plan: &Plan) -> Result<(), ModelError> {
+    let model = plan.model();
+    let outlets = model.output_outlets().map_err(|e| ModelError::Load {
+        id: entry.id.clone(),
+        reason: format!("{e:#}"),
+    })?;
+    if outlets.len() != entry.outputs.len() {
+        return Err(ModelError::Load {
+            id: entry.id.clone(),
+            reason: format!(
+                "graph has {} outputs, the manifest lists {}",
+                outlets.len(),
+                entry.outputs.len()
+            ),
+        });
+    }
+    for (outlet, spec) in outlets.iter().zip(&entry.outputs) {
+        let fact = model.outlet_fact(*outlet).map_err(|e| ModelError::Load {
+            id: entry.id.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let shape: Option<Vec<usize>> = fact.shape.as_concrete().map(|s| s.to_vec());
+        if shape.as_deref() != Some(spec.shape.as_slice()) {
+            return Err(ModelError::Load {
+                id: entry.id.clone(),
+                reason: format!(
+                    "output {} has shape {:?}, the manifest says {:?}",
+                    spec.name, fact.shape, spec.shape
+                ),
+            });
+        }
+    }
+    Ok(())
+}

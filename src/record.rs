@@ -1,0 +1,105 @@
+//! The output record: one per analysed frame, as a JSON line on stdout (and, later, the MQTT
+//! `faces` payload). Keys are short and numbers rounded because the record is sent per frame;
+//! `v` is the schema version, raised on any incompatible change (docs/schema/).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::detect::Face;
+
+/// Version of the record layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct FrameRecord<'a> {
+    /// Schema version.
+    pub v: u32,
+    /// Device id.
+    pub dev: &'a str,
+    /// Frame number in the source (dropped frames leave gaps).
+    pub seq: u64,
+    /// Capture time, Unix seconds with millisecond precision.
+    pub ts: f64,
+    /// Frame width and height in pixels; face coordinates are in these pixels.
+    pub w: u32,
+    pub h: u32,
+    /// The image file, for still images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<&'a str>,
+    pub faces: Vec<FaceRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FaceRecord {
+    /// Box: left, top, width, height (pixels, 0.1 px).
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Detection score, 0..1 (3 decimals).
+    pub score: f32,
+    /// Keypoints as [x, y] (pixels, 0.1 px), in the detector's order.
+    pub kp: Vec<[f32; 2]>,
+}
+
+fn round(value: f32, decimals: i32) -> f32 {
+    let k = 10f32.powi(decimals);
+    (value * k).round() / k
+}
+
+impl From<&Face> for FaceRecord {
+    fn from(face: &Face) -> Self {
+        let b = &face.bbox;
+        FaceRecord {
+            bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
+            score: round(face.score, 3),
+            kp: face
+                .keypoints
+                .iter()
+                .map(|p| [round(p[0], 1), round(p[1], 1)])
+                .collect(),
+        }
+    }
+}
+
+/// Unix seconds, rounded to milliseconds.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Rect;
+
+    #[test]
+    fn record_is_compact_and_versioned() {
+        let face = Face {
+            bbox: Rect {
+                x: 10.04,
+                y: 20.06,
+                w: 30.0,
+                h: 31.5,
+            },
+            score: 0.987654,
+            keypoints: vec![[1.26, 2.0]],
+        };
+        let record = FrameRecord {
+            v: SCHEMA_VERSION,
+            dev: "cam",
+            seq: 7,
+            ts: unix_seconds(UNIX_EPOCH + std::time::Duration::from_micros(1_500_250)),
+            w: 640,
+            h: 480,
+            file: None,
+            faces: vec![FaceRecord::from(&face)],
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"v":1,"dev":"cam","seq":7,"ts":1.5,"w":640,"h":480,"faces":[{"box":[10.0,20.1,30.0,31.5],"score":0.988,"kp":[[1.3,2.0]]}]}"#
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The `facecast` binary end to end, as a person or a script would use it.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use facecast::capture::{write_420_frame, Y4mHeader};
+
+fn facecast(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facecast"))
+        .args(args)
+        .current_dir(common::repo())
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        // Feed stdin from a thread so a full stdout pipe cannot deadlock the test.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("facecast-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn analyze_prints_one_record_per_image_and_draws_them() {
+    let dir = temp_dir("annotate");
+    let out = dir.join("grace.png");
+    let output = facecast(
+        &[
+            "analyze",
+            "tests/images/skimage/astronaut.png",
+            "--annotate",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records = json_lines(&output);
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record["v"], 1);
+    assert_eq!(record["file"], "tests/images/skimage/astronaut.png");
+    assert_eq!(
+        (record["w"].as_u64(), record["h"].as_u64()),
+        (Some(512), Some(512))
+    );
+    let faces = record["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{record}");
+    assert_eq!(faces[0]["kp"].as_array().unwrap().len(), 6);
+    let drawn = image::open(&out).unwrap();
+    assert_eq!((drawn.width(), drawn.height()), (512, 512));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_reads_a_y4m_stream_from_stdin() {
+    // A clip made of real photos, as `ffmpeg ... -f yuv4mpegpipe -` would send it.
+    let (width, height) = (640, 480);
+    let mut clip = Vec::new();
+    Y4mHeader::write_420(&mut clip, width, height, 10).unwrap();
+    let photos = [
+        "face_recognition/obama.jpg",
+        "dlib/dogs.jpg",
+        "face_recognition/biden.jpg",
+    ];
+    for photo in photos {
+        // Each photo scaled to fit the frame, aspect kept, on black, as ffmpeg's pad filter does.
+        let photo = image::open(common::images().join(photo)).unwrap();
+        let scaled = photo
+            .resize(width, height, image::imageops::FilterType::Triangle)
+            .to_rgb8();
+        let mut frame = image::RgbImage::new(width, height);
+        let (x, y) = ((width - scaled.width()) / 2, (height - scaled.height()) / 2);
+        image::imageops::replace(&mut frame, &scaled, x as i64, y as i64);
+        write_420_frame(&mut clip, frame.as_raw(), width, height).unwrap();
+    }
+    let output = facecast(&["run", "--source", "y4m:-"], Some(clip));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records = json_lines(&output);
+    let faces: Vec<usize> = records
+        .iter()
+        .map(|r| r["faces"].as_array().unwrap().len())
+        .collect();
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    assert_eq!(faces, vec![1, 0, 1]);
+}
+
+#[test]
+fn run_stops_after_the_requested_frames_and_skips_corrupt_files() {
+    let dir = temp_dir("corrupt");
+    std::fs::copy(
+        common::images().join("face_recognition/obama.jpg"),
+        dir.join("a.jpg"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("b.jpg"), b"\xff\xd8 this is not really a JPEG").unwrap();
+    std::fs::copy(
+        common::images().join("face_recognition/biden.jpg"),
+        dir.join("c.jpg"),
+    )
+    .unwrap();
+    let source = format!("image:{}", dir.display());
+    let output = facecast(&["run", "--source", &source], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_lines(&output).len(), 2);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("b.jpg"),
+        "the corrupt file is named"
+    );
+    let output = facecast(&["run", "--source", &source, "--frames", "1"], None);
+    assert_eq!(json_lines(&output).len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_configuration_is_refused_with_file_line_and_key() {
+    let dir = temp_dir("config");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[source]\nuri = \"y4m:-\"\nframerate = 30\n").unwrap();
+    let output = facecast(&["--config", path.to_str().unwrap(), "run"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:3:1") && stderr.contains("framerate"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "[detector]\nmodel = \"no_such_model\"\n").unwrap();
+    let output = facecast(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "analyze",
+            "tests/images/dlib/dogs.jpg",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no_such_model") && stderr.contains("blazeface_full"),
+        "{stderr}"
+    );
+
+    let output = facecast(&["run", "--source", "rtsp://camera"], None);
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn models_lists_and_verifies_the_manifest() {
+    let output = facecast(&["models", "--verify"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("blazeface_full") && stdout.contains(" ok"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
+
+#[test]
+fn devices_says_plainly_when_there_is_no_camera() {
+    let output = facecast(&["devices"], None);
+    assert!(output.status.success());
+    if !std::path::Path::new("/dev/video0").exists() {
+        assert!(String::from_utf8_lossy(&output.stdout).contains("no V4L2 devices"));
+    }
+}

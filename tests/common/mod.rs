@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use facecast::frame::Frame;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn images() -> PathBuf {
+    repo().join("tests/images")
+}
+
+pub fn models_dir() -> PathBuf {
+    repo().join("models")
+}
+
+/// An image file as a frame.
+pub fn load_frame(path: &Path) -> Frame {
+    let mut frame = Frame::with_capacity(0, 0);
+    facecast::capture::load_image(path, &mut frame)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    frame
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Photos with no human face in them (see tests/images/PROVENANCE.md).
+pub const NO_FACE_PHOTOS: &[&str] = &[
+    "dlib/dogs.jpg",
+    "facedetect/640px-IceBlockNearJoekullsarlon.jpg",
+    "insightface/mask_black.jpg",
+    "insightface/mask_blue.jpg",
+    "insightface/mask_green.jpg",
+    "insightface/mask_white.jpg",
+    "pyfeat/free-mountain-vector-01.jpg",
+];

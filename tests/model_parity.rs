@@ -1,0 +1,133 @@
+//! Every model in the manifest: the file exists, matches its sha256, loads and runs in tract
+//! with its declared input; and on the committed parity fixtures (real face crops with the
+//! original framework's outputs) tract agrees with the original within 1e-3 of each output's
+//! range. The figures are printed (`cargo test --test model_parity -- --nocapture`).
+
+mod common;
+
+use facecast::geometry::Affine;
+use facecast::model::preprocess::sample_into;
+use facecast::model::runner::values;
+use facecast::model::{Manifest, Model};
+
+/// Largest difference allowed, as a fraction of the reference output's range.
+const RELATIVE_TOLERANCE: f32 = 1e-3;
+
+#[test]
+fn every_manifest_entry_loads_verifies_and_runs() {
+    let manifest = Manifest::load(&common::models_dir()).expect("models/manifest.toml");
+    assert!(!manifest.models.is_empty());
+    for entry in &manifest.models {
+        let mut model = Model::load(&manifest, &entry.id, true).unwrap_or_else(|e| panic!("{e}"));
+        let outputs = model.run().unwrap_or_else(|e| panic!("{e}"));
+        for (output, spec) in outputs.iter().zip(&entry.outputs) {
+            assert_eq!(
+                output.shape(),
+                spec.shape.as_slice(),
+                "{} {}",
+                entry.id,
+                spec.name
+            );
+            let values = values(output).unwrap();
+            assert!(
+                values.iter().all(|v| v.is_finite()),
+                "{} {} not finite",
+                entry.id,
+                spec.name
+            );
+        }
+    }
+}
+
+#[test]
+fn tract_matches_the_original_framework_on_real_crops() {
+    let manifest = Manifest::load(&common::models_dir()).expect("models/manifest.toml");
+    let mut checked = 0;
+    for entry in &manifest.models {
+        let dir = common::repo().join("tests/fixtures/parity").join(&entry.id);
+        let mut cases: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: every model needs parity fixtures: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        cases.sort();
+        assert!(!cases.is_empty(), "{}: no parity cases", dir.display());
+        let mut model = Model::load(&manifest, &entry.id, false).unwrap();
+        // Per output: every case's (ours, reference) values; the tolerance is relative to the
+        // reference's range over all cases (a single score per case has no range of its own).
+        let mut compared: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+        for case in &cases {
+            let fixture = common::read_json(case);
+            let image = case.with_extension("png");
+            let frame = common::load_frame(&image);
+            let input = &entry.input;
+            assert_eq!(
+                (frame.width as usize, frame.height as usize),
+                (input.width(), input.height()),
+                "{}: the fixture image must be the model's input size",
+                image.display()
+            );
+            sample_into(&frame, &Affine::IDENTITY, input, model.input_mut());
+            let outputs = model.run().unwrap();
+            for reference in fixture["outputs"].as_array().expect("outputs") {
+                let name = reference["name"].as_str().unwrap();
+                let index = entry
+                    .outputs
+                    .iter()
+                    .position(|o| o.name == name)
+                    .unwrap_or_else(|| panic!("{}: no output {name}", entry.id));
+                let want: Vec<f32> = reference["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                let got = values(&outputs[index]).unwrap();
+                assert_eq!(got.len(), want.len(), "{} {name}", entry.id);
+                match compared.iter_mut().find(|c| c.0 == name) {
+                    Some(c) => {
+                        c.1.extend_from_slice(got);
+                        c.2.extend(want);
+                    }
+                    None => compared.push((name.to_string(), got.to_vec(), want)),
+                }
+            }
+        }
+        let mut worst = 0.0f32;
+        for (name, got, want) in &compared {
+            let (lo, hi) = want
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            let range = hi - lo;
+            assert!(
+                range > 0.0,
+                "{} {name}: the fixtures' reference values do not vary",
+                entry.id
+            );
+            let max_diff = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            println!(
+                "{:<20} {:<16} max |diff| {max_diff:.2e}, range {range:.3e}, relative {:.2e}",
+                entry.id,
+                name,
+                max_diff / range
+            );
+            assert!(
+                max_diff <= RELATIVE_TOLERANCE * range,
+                "{} {name}: max |diff| {max_diff} exceeds {RELATIVE_TOLERANCE} of the range {range}",
+                entry.id
+            );
+            worst = worst.max(max_diff / range);
+        }
+        println!(
+            "{:<20} {} cases, worst relative difference {worst:.2e}",
+            entry.id,
+            cases.len()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, manifest.models.len());
+}
