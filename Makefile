@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Debian packages the build and the tests need: libclang for the v4l crate's bindings.
 DEB_PACKAGES := libclang-dev
 
-.PHONY: build run test check lint bench models deps cross-aarch64 cross-armv7
+.PHONY: build run test check lint models deps
 
 ## build: an optimised binary in $(CARGO_TARGET_DIR)/release/facecast
 build: deps
