@@ -3,8 +3,9 @@
 # two cores) is compiled once per machine, not once per clone.
 export CARGO_TARGET_DIR ?= /var/tmp/facecast-target
 CARGO ?= cargo
-# Debian packages the build and the tests need: libclang for the v4l crate's bindings.
-DEB_PACKAGES := libclang-dev
+# Debian packages the build and the tests need: libclang for the v4l crate's bindings,
+# mosquitto for the MQTT tests (tests/mqtt.rs starts its own broker on a free port).
+DEB_PACKAGES := libclang-dev mosquitto
 
 .PHONY: build run test check lint models deps
 

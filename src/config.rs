@@ -11,10 +11,12 @@ use thiserror::Error;
 use crate::frame::MAX_RING_FRAMES;
 
 /// Environment variables that override a key, applied after the file is read.
-pub const ENV_OVERRIDES: [(&str, &str); 3] = [
+pub const ENV_OVERRIDES: [(&str, &str); 5] = [
     ("FACECAST_DEVICE_ID", "device.id"),
     ("FACECAST_SOURCE", "source.uri"),
     ("FACECAST_MODELS_DIR", "models.dir"),
+    ("FACECAST_MQTT_HOST", "mqtt.host"),
+    ("FACECAST_MQTT_PASSWORD", "mqtt.password"),
 ];
 
 #[derive(Debug, Error)]
@@ -48,6 +50,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub models: ModelsConfig,
     pub detector: DetectorConfig,
+    pub mqtt: MqttConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,6 +235,12 @@ impl Config {
         if let Some(dir) = lookup("FACECAST_MODELS_DIR") {
             self.models.dir = dir.into();
         }
+        if let Some(host) = lookup("FACECAST_MQTT_HOST") {
+            self.mqtt.host = host;
+        }
+        if let Some(password) = lookup("FACECAST_MQTT_PASSWORD") {
+            self.mqtt.password = Secret(password);
+        }
     }
 
     /// Range checks; `origin` names where the values came from in errors.
@@ -293,6 +302,273 @@ impl Config {
             }
         }
         in_range(self.detector.max_faces, 1, 256).map_err(|r| invalid("detector.max_faces", r))?;
+        self.mqtt
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
+        Ok(())
+    }
+}
+
+// ---- [mqtt] ------------------------------------------------------------------------------------
+
+/// A value kept out of `Debug` output (logs, the configuration digest).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// How payloads are encoded on the wire; both follow the same schema (docs/schema/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Json,
+    Cbor,
+}
+
+/// Which analysed frames go to the `faces` topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacesRate {
+    /// Every analysed frame.
+    EveryFrame,
+    /// At most `per_second` frames a second.
+    PerSecond,
+    /// Only when the number of faces changes or a face moves (`change_iou`).
+    OnChange,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker host name or address; empty: no MQTT, records go to stdout.
+    pub host: String,
+    pub port: u16,
+    /// MQTT client id; empty: `facecast-<device id>`.
+    pub client_id: String,
+    /// User name; empty: connect without credentials.
+    pub username: String,
+    pub password: Secret,
+    /// Topics are `<topic_prefix>/<device id>/<topic>`.
+    pub topic_prefix: String,
+    pub encoding: Encoding,
+    pub keep_alive_ms: u64,
+    /// First wait before reconnecting to an unreachable broker; doubles up to
+    /// `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Events (and command responses) held while the broker is unreachable; beyond this the
+    /// oldest is dropped and counted.
+    pub events_queue: usize,
+    /// Face records held while the broker is unreachable; the oldest is dropped and counted.
+    pub faces_queue: usize,
+    /// Period of the `stats` message.
+    pub stats_interval_ms: u64,
+    /// At a stop, how long to wait for queued messages and `offline` to reach the broker.
+    pub stop_timeout_ms: u64,
+    pub qos: QosConfig,
+    pub faces: FacesConfig,
+    pub tls: TlsConfig,
+    pub commands: CommandsConfig,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: String::new(),
+            port: 1883,
+            client_id: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+            topic_prefix: "facecast".into(),
+            encoding: Encoding::Json,
+            keep_alive_ms: 30_000,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 30_000,
+            events_queue: 1000,
+            faces_queue: 8,
+            stats_interval_ms: 10_000,
+            stop_timeout_ms: 3_000,
+            qos: QosConfig::default(),
+            faces: FacesConfig::default(),
+            tls: TlsConfig::default(),
+            commands: CommandsConfig::default(),
+            homeassistant: HomeAssistantConfig::default(),
+        }
+    }
+}
+
+/// MQTT quality of service per topic: 0 at most once, 1 at least once, 2 exactly once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QosConfig {
+    pub faces: u8,
+    pub events: u8,
+    pub status: u8,
+    pub stats: u8,
+    /// `cmd` (subscription) and `cmd/response`.
+    pub commands: u8,
+}
+
+impl Default for QosConfig {
+    fn default() -> Self {
+        QosConfig {
+            faces: 0,
+            events: 1,
+            status: 1,
+            stats: 0,
+            commands: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacesConfig {
+    pub rate: FacesRate,
+    /// With `rate = "per_second"`: frames per second published.
+    pub per_second: f32,
+    /// With `rate = "on_change"`: a face whose box overlaps every previously published box by
+    /// less than this IoU counts as a change.
+    pub change_iou: f32,
+}
+
+impl Default for FacesConfig {
+    fn default() -> Self {
+        FacesConfig {
+            rate: FacesRate::EveryFrame,
+            per_second: 5.0,
+            change_iou: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM file of the CA certificates the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// PEM client certificate and key, for brokers that require one (both or neither).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// Subscribe to `cmd` and act on commands.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// Publish Home Assistant MQTT discovery configs (needs `encoding = "json"`).
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    pub prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            discovery: false,
+            prefix: "homeassistant".into(),
+        }
+    }
+}
+
+/// A topic level: not empty, no MQTT wildcards, no leading or trailing `/`.
+fn check_topic_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty()
+        || prefix.starts_with('/')
+        || prefix.ends_with('/')
+        || prefix.contains(['+', '#', '\0'])
+    {
+        return Err(format!(
+            "{prefix:?} must be a non-empty topic without + # or a leading or trailing /"
+        ));
+    }
+    Ok(())
+}
+
+impl MqttConfig {
+    /// Whether MQTT is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.host.is_empty()
+    }
+
+    /// Range checks of the `[mqtt]` section, as (key, reason).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.port == 0 {
+            return Err(("mqtt.port", "must be between 1 and 65535".into()));
+        }
+        if self.client_id.len() > 64 {
+            return Err(("mqtt.client_id", "must be at most 64 bytes".into()));
+        }
+        check_topic_prefix(&self.topic_prefix).map_err(|r| ("mqtt.topic_prefix", r))?;
+        in_range(self.keep_alive_ms, 1_000, 3_600_000).map_err(|r| ("mqtt.keep_alive_ms", r))?;
+        in_range(self.reconnect_initial_ms, 10, 600_000)
+            .map_err(|r| ("mqtt.reconnect_initial_ms", r))?;
+        in_range(self.reconnect_max_ms, self.reconnect_initial_ms, 3_600_000)
+            .map_err(|r| ("mqtt.reconnect_max_ms", r))?;
+        in_range(self.events_queue, 1, 1_000_000).map_err(|r| ("mqtt.events_queue", r))?;
+        in_range(self.faces_queue, 1, 10_000).map_err(|r| ("mqtt.faces_queue", r))?;
+        in_range(self.stats_interval_ms, 100, 86_400_000)
+            .map_err(|r| ("mqtt.stats_interval_ms", r))?;
+        in_range(self.stop_timeout_ms, 0, 60_000).map_err(|r| ("mqtt.stop_timeout_ms", r))?;
+        for (key, qos) in [
+            ("mqtt.qos.faces", self.qos.faces),
+            ("mqtt.qos.events", self.qos.events),
+            ("mqtt.qos.status", self.qos.status),
+            ("mqtt.qos.stats", self.qos.stats),
+            ("mqtt.qos.commands", self.qos.commands),
+        ] {
+            in_range(qos, 0, 2).map_err(|r| (key, r))?;
+        }
+        if !(self.faces.per_second >= 0.01 && self.faces.per_second <= 240.0) {
+            return Err((
+                "mqtt.faces.per_second",
+                format!(
+                    "must be between 0.01 and 240, got {}",
+                    self.faces.per_second
+                ),
+            ));
+        }
+        if !(self.faces.change_iou > 0.0 && self.faces.change_iou <= 1.0) {
+            return Err((
+                "mqtt.faces.change_iou",
+                format!("must be in (0, 1], got {}", self.faces.change_iou),
+            ));
+        }
+        if self.tls.enabled && self.tls.ca_file.as_os_str().is_empty() {
+            return Err(("mqtt.tls.ca_file", "is needed when TLS is enabled".into()));
+        }
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            return Err((
+                "mqtt.tls.key_file",
+                "cert_file and key_file go together (both or neither)".into(),
+            ));
+        }
+        if self.homeassistant.discovery {
+            if self.encoding != Encoding::Json {
+                return Err((
+                    "mqtt.homeassistant.discovery",
+                    "needs encoding = \"json\" (Home Assistant reads JSON only)".into(),
+                ));
+            }
+            check_topic_prefix(&self.homeassistant.prefix)
+                .map_err(|r| ("mqtt.homeassistant.prefix", r))?;
+        }
         Ok(())
     }
 }
@@ -382,14 +658,56 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_values_are_checked_only_when_a_broker_is_set() {
+        // Without a host, MQTT is off and its other keys do not matter.
+        parse("[mqtt]\nport = 0\n").unwrap();
+        for (text, key) in [
+            ("port = 0", "mqtt.port"),
+            ("topic_prefix = \"a/#\"", "mqtt.topic_prefix"),
+            ("topic_prefix = \"/a\"", "mqtt.topic_prefix"),
+            ("events_queue = 0", "mqtt.events_queue"),
+            ("keep_alive_ms = 500", "mqtt.keep_alive_ms"),
+            ("qos.events = 3", "mqtt.qos.events"),
+            ("faces.per_second = 0", "mqtt.faces.per_second"),
+            ("tls.enabled = true", "mqtt.tls.ca_file"),
+            ("tls.cert_file = \"c.pem\"", "mqtt.tls.key_file"),
+            (
+                "encoding = \"cbor\"\nhomeassistant.discovery = true",
+                "mqtt.homeassistant.discovery",
+            ),
+        ] {
+            let err = parse(&format!("[mqtt]\nhost = \"127.0.0.1\"\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("test.toml: {key}: ")),
+                "{text:?} gave {err}"
+            );
+        }
+        let err = parse("[mqtt]\nencoding = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn password_stays_out_of_debug_output() {
+        let config = parse("[mqtt]\nhost = \"b\"\npassword = \"hunter2\"\n").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.mqtt.password.0, "hunter2");
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let mut config = parse("[device]\nid = \"lobby\"\n").unwrap();
         config.apply_env(|name| match name {
             "FACECAST_DEVICE_ID" => Some("kiosk-7".into()),
             "FACECAST_SOURCE" => Some("y4m:-".into()),
+            "FACECAST_MQTT_HOST" => Some("broker.lan".into()),
             _ => None,
         });
         assert_eq!(config.device.id, "kiosk-7");
+        assert_eq!(config.mqtt.host, "broker.lan");
         assert_eq!(config.source.uri, "y4m:-");
         assert_eq!(config.models.dir, PathBuf::from("models"));
     }

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way through one module per stage:
 //! [`capture`] (frame sources) -> [`frame`] (the fixed ring of buffers) -> [`detect`] (faces)
-//! -> [`record`] (the versioned output) -> [`pipeline`] (the loop that ties them together).
+//! -> [`record`] (the versioned output) -> [`pipeline`] (the loop that ties them together)
+//! -> [`publish`] (MQTT: records, events, status, stats, commands).
 //! Models are data: [`model::manifest`] describes every network, [`model::runner`] runs it
 //! through tract and [`model::preprocess`] is the one place images become tensors.
 
@@ -15,4 +16,5 @@ pub mod geometry;
 pub mod model;
 pub mod pipeline;
 pub mod pixel;
+pub mod publish;
 pub mod record;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use facecast::capture::{list_devices, list_images};
 use facecast::config::{Config, ENV_OVERRIDES};
 use facecast::model::{Manifest, Model};
+use facecast::publish::{commands::NoGallery, Publisher};
 use facecast::{annotate, pipeline};
 
 const USAGE: &str = "\
@@ -18,7 +19,8 @@ USAGE:
 
 COMMANDS:
     run [--source URI] [--frames N]   analyse frames from the configured source; one JSON
-                                      record per frame on stdout
+                                      record per frame on stdout, or to MQTT when
+                                      [mqtt] host is set
     analyze [--annotate OUT] IMAGE... analyse images (files, directories or globs); one JSON
                                       line each; OUT is a PNG (one image) or a folder
     devices                           list V4L2 cameras and their formats
@@ -148,13 +150,17 @@ fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
         }
         Command::Version => println!("facecast {}", env!("CARGO_PKG_VERSION")),
         Command::Run { .. } => {
-            let stdout = std::io::stdout();
-            let summary = pipeline::run(config, |record| {
-                let mut out = stdout.lock();
-                serde_json::to_writer(&mut out, record)?;
-                out.write_all(b"\n")?;
-                out.flush()
-            })?;
+            let summary = if config.mqtt.enabled() {
+                run_mqtt(config)?
+            } else {
+                let stdout = std::io::stdout();
+                pipeline::run(config, |record, _| {
+                    let mut out = stdout.lock();
+                    serde_json::to_writer(&mut out, record)?;
+                    out.write_all(b"\n")?;
+                    out.flush()
+                })?
+            };
             log::info!(
                 "{} frames captured, {} analysed, {} dropped, {} corrupt, {} failed, source reopened {} times",
                 summary.captured,
@@ -193,6 +199,37 @@ fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
         Command::Models { verify } => return models(config, verify),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the pipeline publishing to MQTT. SIGTERM and SIGINT stop it cleanly (queued messages
+/// delivered within the stop timeout, `offline` published, DISCONNECT sent) and exit 0.
+fn run_mqtt(config: &Config) -> AnyResult<pipeline::RunSummary> {
+    // Identity is not in this build: the gallery commands answer that it is not available.
+    let mut publisher = Publisher::start(
+        config,
+        std::slice::from_ref(&config.detector.model),
+        Box::new(NoGallery),
+    )?;
+    let stopper = publisher.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("signal {signal}: stopping");
+                stopper.stop();
+                std::process::exit(0);
+            }
+        })?;
+    let summary = pipeline::run(config, |record, stats| {
+        publisher.frame(record, stats);
+        Ok(())
+    });
+    publisher.stop();
+    Ok(summary?)
 }
 
 fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> AnyResult<ExitCode> {

@@ -6,14 +6,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
 use crate::config::{Config, SourceConfig};
 use crate::detect::{DetectError, Detector, Face};
-use crate::frame::{Frame, FrameRing, WhenFull};
+use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
 
@@ -44,6 +44,21 @@ pub struct RunSummary {
     pub failed: u64,
     /// Times the source failed and was reopened.
     pub reopened: u64,
+}
+
+/// Timings and counters handed to `emit` with each record, for the `stats` output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameStats {
+    /// From capture to the start of analysis (time spent in the ring).
+    pub waited: Duration,
+    /// Face detection of this frame.
+    pub detection: Duration,
+    /// The ring's counters after this frame was taken.
+    pub ring: RingCounts,
+    /// Totals so far: frames captured, unreadable, and whose analysis failed.
+    pub captured: u64,
+    pub corrupt: u64,
+    pub failed: u64,
 }
 
 /// Counters the capture thread updates while analysis reads them.
@@ -192,10 +207,10 @@ fn capture_loop(
 }
 
 /// Runs the loop until the source ends, `config.pipeline.max_frames` frames were analysed, or
-/// `emit` fails (e.g. stdout closed). `emit` receives each frame's record.
+/// `emit` fails (e.g. stdout closed). `emit` receives each frame's record and statistics.
 pub fn run(
     config: &Config,
-    mut emit: impl FnMut(&FrameRecord) -> io::Result<()>,
+    mut emit: impl FnMut(&FrameRecord, &FrameStats) -> io::Result<()>,
 ) -> Result<RunSummary, PipelineError> {
     let spec = SourceSpec::parse(&config.source.uri)?;
     let mut detector = load_detector(config)?;
@@ -229,10 +244,22 @@ pub fn run(
 
     let mut summary = RunSummary::default();
     while let Some(frame) = ring.pop_filled() {
+        let started = Instant::now();
+        let waited = SystemTime::now()
+            .duration_since(frame.captured_at)
+            .unwrap_or_default();
         match detector.detect(&frame) {
             Ok(faces) => {
+                let stats = FrameStats {
+                    waited,
+                    detection: started.elapsed(),
+                    ring: ring.counts(),
+                    captured: counters.captured.load(Ordering::Relaxed),
+                    corrupt: counters.corrupt.load(Ordering::Relaxed),
+                    failed: summary.failed,
+                };
                 let record = frame_record(&config.device.id, &frame, &faces, None);
-                if let Err(e) = emit(&record) {
+                if let Err(e) = emit(&record, &stats) {
                     log::info!("output closed ({e}); stopping");
                     ring.recycle(frame);
                     break;
