@@ -123,13 +123,7 @@ pub fn parse(payload: &[u8]) -> Result<Request, Outcome> {
         result: Err(reason),
     };
     if payload.len() > MAX_COMMAND_BYTES {
-        return Err(refuse(
-            None,
-            format!(
-                "command of {} bytes; at most {MAX_COMMAND_BYTES}",
-                payload.len()
-            ),
-        ));
+        return Err(oversized(payload.len()));
     }
     let value = decode(payload).map_err(|reason| refuse(None, reason))?;
     let Value::Object(mut fields) = value else {
@@ -160,6 +154,16 @@ pub fn parse(payload: &[u8]) -> Result<Request, Outcome> {
     Ok(Request { id, command })
 }
 
+/// The answer to a payload of `bytes` bytes, over [`MAX_COMMAND_BYTES`].
+pub fn oversized(bytes: usize) -> Outcome {
+    Outcome {
+        id: None,
+        result: Err(format!(
+            "command of {bytes} bytes; at most {MAX_COMMAND_BYTES}"
+        )),
+    }
+}
+
 /// JSON when the payload looks like a JSON object, CBOR otherwise.
 fn decode(payload: &[u8]) -> Result<Value, String> {
     let first = payload.iter().find(|b| !b.is_ascii_whitespace());
@@ -167,11 +171,18 @@ fn decode(payload: &[u8]) -> Result<Value, String> {
         serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))
     } else {
         let mut rest = payload;
-        let value = ciborium::from_reader(&mut rest)
-            .map_err(|e| format!("neither a JSON object nor valid CBOR: {e}"))?;
+        let value = ciborium::from_reader(&mut rest).map_err(|e| {
+            let why = match e {
+                ciborium::de::Error::Io(_) => "it ends early".to_string(),
+                ciborium::de::Error::Syntax(at) => format!("syntax error at byte {at}"),
+                ciborium::de::Error::Semantic(_, why) => why,
+                ciborium::de::Error::RecursionLimitExceeded => "nested too deeply".into(),
+            };
+            format!("neither a JSON object nor valid CBOR: {why}")
+        })?;
         if !rest.is_empty() {
             return Err(format!(
-                "neither a JSON object nor valid CBOR: {} bytes after the CBOR value",
+                "neither a JSON object nor valid CBOR: extra bytes after the CBOR value ({})",
                 rest.len()
             ));
         }

@@ -41,8 +41,9 @@ use outbox::{Kind, Message, Outbox};
 use rate::FacesGate;
 use stats::StatsWindow;
 
-/// Commands waiting for the command thread; more are refused as busy.
-const COMMANDS_WAITING: usize = 16;
+/// Commands waiting for the command thread; more are refused as busy. With payloads of at
+/// most [`commands::MAX_COMMAND_BYTES`], this bounds their memory to 2 MiB.
+const COMMANDS_WAITING: usize = 128;
 /// At a stop, how long to wait for the connection thread to finish disconnecting.
 const DISCONNECT_WAIT: Duration = Duration::from_secs(1);
 
@@ -89,6 +90,13 @@ fn qos(level: u8) -> QoS {
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }
+}
+
+/// A `cmd` payload on its way to the command thread. Oversized ones travel as their size
+/// only, so that a flood of large payloads cannot fill memory, and are answered in turn.
+enum CommandPayload {
+    Bytes(Vec<u8>),
+    Oversized(usize),
 }
 
 /// QoS of each topic.
@@ -215,9 +223,15 @@ impl Shared {
         self.queue(self.message(Kind::Response, topic, qos, false, &response));
     }
 
-    /// Answers a command that found the command queue full.
-    fn refuse_busy(&self, payload: &[u8]) {
-        let id = commands::parse(payload).map_or_else(|refused| refused.id, |request| request.id);
+    /// Answers a command that found the command queue full (at once, so possibly before
+    /// answers to earlier commands).
+    fn refuse_busy(&self, payload: &CommandPayload) {
+        let id = match payload {
+            CommandPayload::Bytes(bytes) => {
+                commands::parse(bytes).map_or_else(|refused| refused.id, |request| request.id)
+            }
+            CommandPayload::Oversized(_) => None,
+        };
         log::warn!("{COMMANDS_WAITING} commands already waiting; refused one");
         self.respond(&Outcome {
             id,
@@ -448,12 +462,15 @@ impl Publisher {
         });
 
         let commands = if mqtt.commands.enabled {
-            let (sender, receiver) = sync_channel::<Vec<u8>>(COMMANDS_WAITING);
+            let (sender, receiver) = sync_channel::<CommandPayload>(COMMANDS_WAITING);
             let mut handler = CommandHandler::new(gallery, shared.faces_gate.clone());
             let shared = shared.clone();
             spawn("mqtt-commands", move || {
                 for payload in receiver {
-                    let outcome = handler.handle(&payload);
+                    let outcome = match payload {
+                        CommandPayload::Bytes(bytes) => handler.handle(&bytes),
+                        CommandPayload::Oversized(bytes) => commands::oversized(bytes),
+                    };
                     shared.respond(&outcome);
                 }
             })?;

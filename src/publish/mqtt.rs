@@ -20,11 +20,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{MqttConfig, TlsConfig};
 
+use super::commands::MAX_COMMAND_BYTES;
 use super::outbox::{Outbox, WINDOW};
-use super::{PublishError, Shared};
+use super::{CommandPayload, PublishError, Shared};
 
 /// Incoming packets larger than this close the connection (rumqttc's limit); commands above
-/// [`super::commands::MAX_COMMAND_BYTES`] are refused with a response well before.
+/// [`MAX_COMMAND_BYTES`] are refused with a response well before.
 const MAX_INCOMING_BYTES: usize = 1024 * 1024;
 /// A frame record with the most faces the detector can give stays well below this.
 const MAX_OUTGOING_BYTES: usize = 1024 * 1024;
@@ -144,7 +145,7 @@ fn track(outbox: &mut Outbox, event: &Event) {
 pub(super) fn run(
     mut connection: Connection,
     shared: Arc<Shared>,
-    commands: Option<SyncSender<Vec<u8>>>,
+    commands: Option<SyncSender<CommandPayload>>,
     backoff: (Duration, Duration),
 ) {
     let mut backoff = Backoff::new(backoff.0, backoff.1);
@@ -169,7 +170,12 @@ pub(super) fn run(
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
                 if let (Some(commands), true) = (&commands, publish.topic == shared.topics.cmd) {
-                    match commands.try_send(publish.payload.to_vec()) {
+                    let payload = if publish.payload.len() > MAX_COMMAND_BYTES {
+                        CommandPayload::Oversized(publish.payload.len())
+                    } else {
+                        CommandPayload::Bytes(publish.payload.to_vec())
+                    };
+                    match commands.try_send(payload) {
                         Ok(()) => {}
                         Err(TrySendError::Full(payload)) => shared.refuse_busy(&payload),
                         Err(TrySendError::Disconnected(_)) => {
