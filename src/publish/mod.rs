@@ -131,6 +131,9 @@ struct Shared {
     started: Instant,
     stop_timeout: Duration,
     stopping: AtomicBool,
+    /// Held while a periodic `stats` is made and queued; a stop takes it once, so that no
+    /// periodic report comes after the final one and `offline`.
+    periodic_stats: Mutex<()>,
     /// `stopped` wakes sleeping threads; `connection_done` tells that the connection thread
     /// has ended.
     flags: Mutex<Flags>,
@@ -328,6 +331,8 @@ impl Shared {
             );
             return;
         }
+        // A periodic report being made finishes now; none starts after this.
+        drop(lock(&self.periodic_stats));
         let deadline = Instant::now() + self.stop_timeout;
         // In turn, so that the final stats arrive after everything they count and before
         // `offline`.
@@ -457,6 +462,7 @@ impl Publisher {
             started: now,
             stop_timeout: Duration::from_millis(mqtt.stop_timeout_ms),
             stopping: AtomicBool::new(false),
+            periodic_stats: Mutex::new(()),
             flags: Mutex::new(Flags::default()),
             flags_changed: Condvar::new(),
         });
@@ -493,6 +499,10 @@ impl Publisher {
             let interval = Duration::from_millis(mqtt.stats_interval_ms);
             spawn("mqtt-stats", move || {
                 while shared.sleep_unless_stopping(interval) {
+                    let _periodic = lock(&shared.periodic_stats);
+                    if shared.stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
                     shared.stats();
                 }
             })?;
