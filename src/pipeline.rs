@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
-use crate::config::{Config, SourceConfig};
-use crate::detect::{DetectError, Detector, Face};
+use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::detect::{DetectError, Detector};
 use crate::frame::{Frame, FrameRing, WhenFull};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
@@ -23,6 +24,8 @@ pub enum PipelineError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Detect(#[from] DetectError),
+    #[error(transparent)]
+    Analyse(#[from] AnalyseError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error("cannot start the capture thread: {0}")]
@@ -229,9 +232,9 @@ pub fn run(
 
     let mut summary = RunSummary::default();
     while let Some(frame) = ring.pop_filled() {
-        match detector.detect(&frame) {
+        match analyser.analyse(&frame, continues) {
             Ok(faces) => {
-                let record = frame_record(&config.device.id, &frame, &faces, None);
+                let record = frame_record(&config.device.id, &frame, &faces, &config.output, None);
                 if let Err(e) = emit(&record) {
                     log::info!("output closed ({e}); stopping");
                     ring.recycle(frame);

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::analyse::AnalysedFace;
+use crate::config::OutputConfig;
 use crate::detect::Face;
 
 /// Version of the record layout.
@@ -39,6 +41,27 @@ pub struct FaceRecord {
     pub score: f32,
     /// Keypoints as [x, y] (pixels, 0.1 px), in the detector's order.
     pub kp: Vec<[f32; 2]>,
+    /// Head pose: yaw, pitch, roll in degrees (0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pose: Option<[f32; 3]>,
+    /// Head position relative to the camera, centimetres (0.1): x right, y down, z away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos: Option<[f32; 3]>,
+    /// Gaze of both eyes: yaw, pitch in degrees (0.1), camera frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gaze: Option<[f32; 2]>,
+    /// Gaze within the attention cone around the camera.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub att: Option<bool>,
+    /// Eye openness, subject's right and left (lid distance / eye width, 0.01).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eye: Option<[f32; 2]>,
+    /// The 68 iBUG points (pixels, 0.1), when `output.landmarks68`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lm68: Option<Vec<[f32; 2]>>,
+    /// The 468 mesh points (pixels, 0.1), when `output.mesh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<Vec<[f32; 3]>>,
 }
 
 fn round(value: f32, decimals: i32) -> f32 {
