@@ -12,10 +12,14 @@ Needs models/tools/cache/int8/crops/<id>.npz (crops.py). Every figure is compute
 Python bindings of the tract version the crate uses) on the fp32 and the int8 file with the input
 fact fixed to the manifest's shape.
 
-Recipe keys: act (QUInt8 | QInt8 activations; weights are always QInt8, symmetric, per channel),
-method (MinMax | Entropy | Percentile), heads (keep the output heads in float: the Conv / Gemm /
-MatMul nodes that feed a graph output through shape-only ops, and those ops, plus every Softmax),
-first (keep the first Conv in float), exclude (more node names kept in float), sym (symmetric
+Recipe keys (RECIPES / CANDIDATES; `try` takes them as KEY=VALUE): act (QUInt8 | QInt8
+activations; weights are always QInt8, symmetric, per channel), method (MinMax | Percentile
+[percentile=99.99] | Entropy | MSE: own per-tensor range minimising the 8-bit error), ops (op types
+to quantise, e.g. Conv,Gemm,MatMul; default: all onnxruntime quantises), noout (no QuantizeLinear
+on those ops' outputs), cle (equalise depthwise -> conv pairs first), heads (keep the output heads
+in float: the Conv / Gemm / MatMul nodes that feed a graph output through shape-only ops, those
+ops, and every Softmax; default on), first (keep the first Conv in float), exclude (more node
+names kept in float), float_from (that node and all after it in float), sym (symmetric
 activations), flip (also calibrate on the mirrored calibration inputs).
 """
 

@@ -80,6 +80,11 @@ def main() -> int:
                  f"{r['int8_bytes'] if r['shipped'] else str(r['int8_bytes']) + ' (not shipped)'} | "
                  f"{recipe_text(r['recipe'])} |")
     L.append("")
+    if "age_v1" in res:
+        L.append("age_v1's ratio below 1 is not int8's doing: the fp32 `age_v1.onnx` has denormal "
+                 "float weights that make tract's fp32 run slow; with them set to zero it runs as "
+                 "fast as the int8 file (Findings, `flush_denormals_check.py`).")
+        L.append("")
     L.append("## Details")
     L.append("")
     for mid in IDS:
