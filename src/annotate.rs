@@ -29,7 +29,14 @@ pub fn draw(frame: &Frame, faces: &[AnalysedFace]) -> RgbImage {
     for analysed in faces {
         if let Some(landmarks) = &analysed.landmarks {
             for p in &landmarks.mesh.points {
-                fill(&mut image, p[0] as i64, p[1] as i64, p[0] as i64 + 1, p[1] as i64 + 1, MESH);
+                fill(
+                    &mut image,
+                    p[0] as i64,
+                    p[1] as i64,
+                    p[0] as i64 + 1,
+                    p[1] as i64 + 1,
+                    MESH,
+                );
             }
             for eye in &landmarks.eyes {
                 let [x, y] = eye.centre();

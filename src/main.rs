@@ -220,8 +220,13 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
             }
         };
         let file = path.to_string_lossy();
-        let record =
-            pipeline::frame_record(&config.device.id, &result.frame, &result.faces, &config.output, Some(&file));
+        let record = pipeline::frame_record(
+            &config.device.id,
+            &result.frame,
+            &result.faces,
+            &config.output,
+            Some(&file),
+        );
         serde_json::to_writer(&mut out, &record)?;
         out.write_all(b"\n")?;
         if let Some(target) = annotate {

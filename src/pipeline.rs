@@ -60,19 +60,74 @@ struct CaptureCounters {
 /// Loads the configured detector.
 pub fn load_detector(config: &Config) -> Result<Detector, PipelineError> {
     let manifest = Manifest::load(&config.models.dir)?;
+    detector_from(&manifest, config)
+}
+
+fn detector_from(manifest: &Manifest, config: &Config) -> Result<Detector, PipelineError> {
     let model = Model::load(
-        &manifest,
+        manifest,
         &config.detector.model,
         config.models.verify_sha256,
     )?;
     Ok(Detector::new(model, &config.detector)?)
 }
 
+/// Everything run on a frame: detection, then (when enabled) each face's landmarks, pose
+/// and gaze.
+pub struct Analyser {
+    detector: Detector,
+    faces: Option<FaceAnalyser>,
+}
+
+impl Analyser {
+    pub fn load(config: &Config) -> Result<Analyser, PipelineError> {
+        let manifest = Manifest::load(&config.models.dir)?;
+        let faces = if config.analysis.enabled {
+            Some(FaceAnalyser::new(
+                &manifest,
+                &config.analysis,
+                config.models.verify_sha256,
+            )?)
+        } else {
+            None
+        };
+        Ok(Analyser {
+            detector: detector_from(&manifest, config)?,
+            faces,
+        })
+    }
+
+    pub fn detector_id(&self) -> &str {
+        self.detector.model_id()
+    }
+
+    /// The faces of `frame`; `continues` says whether it follows the previous frame in time.
+    pub fn analyse(
+        &mut self,
+        frame: &Frame,
+        continues: bool,
+    ) -> Result<Vec<AnalysedFace>, PipelineError> {
+        Ok(match &mut self.faces {
+            Some(faces) => faces.analyse(frame, &mut self.detector, continues)?,
+            None => self
+                .detector
+                .detect(frame)?
+                .into_iter()
+                .map(|detection| AnalysedFace {
+                    detection,
+                    landmarks: None,
+                })
+                .collect(),
+        })
+    }
+}
+
 /// The record of one analysed frame.
 pub fn frame_record<'a>(
     device: &'a str,
     frame: &Frame,
-    faces: &[Face],
+    faces: &[AnalysedFace],
+    output: &OutputConfig,
     file: Option<&'a str>,
 ) -> FrameRecord<'a> {
     FrameRecord {
@@ -83,7 +138,7 @@ pub fn frame_record<'a>(
         w: frame.width,
         h: frame.height,
         file,
-        faces: faces.iter().map(FaceRecord::from).collect(),
+        faces: faces.iter().map(|f| FaceRecord::new(f, output)).collect(),
     }
 }
 
@@ -201,13 +256,15 @@ pub fn run(
     mut emit: impl FnMut(&FrameRecord) -> io::Result<()>,
 ) -> Result<RunSummary, PipelineError> {
     let spec = SourceSpec::parse(&config.source.uri)?;
-    let mut detector = load_detector(config)?;
+    let mut analyser = Analyser::load(config)?;
     let source = open_source(&spec, &config.source, &mut Backoff::new(&config.source))?;
     log::info!(
         "reading {}; detector {}",
         source.describe(),
-        detector.model_id()
+        analyser.detector_id()
     );
+    // Still images are unrelated to each other; frames of a stream follow each other.
+    let continues = !matches!(spec, SourceSpec::Images(_));
 
     let when_full = if spec.is_live(config.source.live) {
         WhenFull::DropOldest
@@ -269,19 +326,19 @@ pub fn run(
 pub struct ImageResult {
     pub path: PathBuf,
     pub frame: Frame,
-    pub faces: Vec<Face>,
+    pub faces: Vec<AnalysedFace>,
 }
 
-/// Detects faces in one image file.
+/// Analyses one image file.
 pub fn analyze_image(
-    detector: &mut Detector,
+    analyser: &mut Analyser,
     path: &Path,
     seq: u64,
 ) -> Result<ImageResult, PipelineError> {
     let mut frame = Frame::with_capacity(0, 0);
     capture::load_image(path, &mut frame)?;
     frame.seq = seq;
-    let faces = detector.detect(&frame)?;
+    let faces = analyser.analyse(&frame, false)?;
     Ok(ImageResult {
         path: path.to_path_buf(),
         frame,

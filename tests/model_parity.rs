@@ -6,7 +6,7 @@
 mod common;
 
 use facecast::geometry::Affine;
-use facecast::model::preprocess::sample_into;
+use facecast::model::preprocess::{sample_into, Border};
 use facecast::model::runner::values;
 use facecast::model::{Manifest, Model};
 
@@ -67,7 +67,13 @@ fn tract_matches_the_original_framework_on_real_crops() {
                 "{}: the fixture image must be the model's input size",
                 image.display()
             );
-            sample_into(&frame, &Affine::IDENTITY, input, model.input_mut());
+            sample_into(
+                &frame,
+                &Affine::IDENTITY,
+                input,
+                Border::Black,
+                model.input_mut(),
+            );
             let outputs = model.run().unwrap();
             for reference in fixture["outputs"].as_array().expect("outputs") {
                 let name = reference["name"].as_str().unwrap();

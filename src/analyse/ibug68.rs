@@ -9,12 +9,9 @@ pub const MESH_INDEX: [usize; 68] = [
     // 0-16: jaw line, from the right ear to the left ear via the chin (8)
     127, 234, 93, 132, 58, 172, 136, 150, 152, 379, 365, 397, 288, 361, 323, 454, 356,
     // 17-21: right eyebrow, outer to inner
-    70, 63, 105, 66, 107,
-    // 22-26: left eyebrow, inner to outer
-    336, 296, 334, 293, 300,
-    // 27-30: nose bridge, top to tip
-    168, 197, 5, 4,
-    // 31-35: nostrils, right to left
+    70, 63, 105, 66, 107, // 22-26: left eyebrow, inner to outer
+    336, 296, 334, 293, 300, // 27-30: nose bridge, top to tip
+    168, 197, 5, 4, // 31-35: nostrils, right to left
     75, 97, 2, 326, 305,
     // 36-41: right eye, outer corner, upper lid, inner corner, lower lid
     33, 160, 158, 133, 153, 144,
@@ -28,5 +25,8 @@ pub const MESH_INDEX: [usize; 68] = [
 
 /// The 68 points from a mesh, (x, y) in the mesh's pixels.
 pub fn from_mesh(mesh: &[[f32; 3]]) -> Vec<[f32; 2]> {
-    MESH_INDEX.iter().map(|&i| [mesh[i][0], mesh[i][1]]).collect()
+    MESH_INDEX
+        .iter()
+        .map(|&i| [mesh[i][0], mesh[i][1]])
+        .collect()
 }

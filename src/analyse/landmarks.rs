@@ -4,7 +4,7 @@
 
 use super::roi::Roi;
 use crate::frame::Frame;
-use crate::model::preprocess::sample_into;
+use crate::model::preprocess::{sample_into, Border};
 use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
 
@@ -45,11 +45,16 @@ struct CropRun {
 
 impl CropRun {
     /// Runs `model` on the crop `roi` (mirrored left-right if asked).
-    fn new(model: &mut Model, frame: &Frame, roi: &Roi, mirrored: bool) -> Result<CropRun, ModelError> {
+    fn new(
+        model: &mut Model,
+        frame: &Frame,
+        roi: &Roi,
+        mirrored: bool,
+    ) -> Result<CropRun, ModelError> {
         let size = model.entry.input.width() as f32;
         let map = roi.tensor_to_frame(size, mirrored);
         let spec = model.entry.input.clone();
-        sample_into(frame, &map, &spec, model.input_mut());
+        sample_into(frame, &map, &spec, Border::Replicate, model.input_mut());
         Ok(CropRun {
             outputs: model.run()?,
             map,
@@ -134,10 +139,20 @@ impl EyeLandmarks {
         [self.iris[0][0], self.iris[0][1]]
     }
 
+    /// The eye's outer and inner corners as the iris model places them (contour points 0 and 8,
+    /// MediaPipe's mesh vertices 33 and 133 for the right eye).
+    pub fn corners(&self) -> [[f32; 2]; 2] {
+        [0, 8].map(|i| [self.contour[i][0], self.contour[i][1]])
+    }
+
     /// Mean distance from the centre to the four edge points.
     pub fn radius(&self) -> f32 {
         let c = self.iris[0];
-        self.iris[1..].iter().map(|p| (p[0] - c[0]).hypot(p[1] - c[1])).sum::<f32>() / 4.0
+        self.iris[1..]
+            .iter()
+            .map(|p| (p[0] - c[0]).hypot(p[1] - c[1]))
+            .sum::<f32>()
+            / 4.0
     }
 }
 

@@ -64,7 +64,10 @@ fn carry(face: &Face, from: &Roi, to: &Roi) -> Face {
     let (sin, cos) = (to.rotation - from.rotation).sin_cos();
     let map = |p: [f32; 2]| {
         let (dx, dy) = ((p[0] - from.centre[0]) * k, (p[1] - from.centre[1]) * k);
-        [to.centre[0] + cos * dx - sin * dy, to.centre[1] + sin * dx + cos * dy]
+        [
+            to.centre[0] + cos * dx - sin * dy,
+            to.centre[1] + sin * dx + cos * dy,
+        ]
     };
     let b = &face.bbox;
     let centre = map([b.x + b.w / 2.0, b.y + b.h / 2.0]);
@@ -98,7 +101,11 @@ pub struct FaceAnalyser {
 }
 
 impl FaceAnalyser {
-    pub fn new(manifest: &Manifest, config: &AnalysisConfig, verify: bool) -> Result<FaceAnalyser, AnalyseError> {
+    pub fn new(
+        manifest: &Manifest,
+        config: &AnalysisConfig,
+        verify: bool,
+    ) -> Result<FaceAnalyser, AnalyseError> {
         Ok(FaceAnalyser {
             mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?)?,
             iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?)?,
@@ -119,7 +126,8 @@ impl FaceAnalyser {
         if !continues {
             self.followed.clear();
         }
-        let detect_now = self.followed.is_empty() || self.frames_since_detection + 1 >= self.config.detect_every;
+        let detect_now =
+            self.followed.is_empty() || self.frames_since_detection + 1 >= self.config.detect_every;
         if detect_now {
             self.frames_since_detection = 0;
             for face in detector.detect(frame)? {
@@ -157,8 +165,12 @@ impl FaceAnalyser {
             }
             let p = &mesh.points;
             let corner = |i: usize| [p[i][0], p[i][1]];
-            let right = self.iris.run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
-            let left = self.iris.run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
+            let right = self
+                .iris
+                .run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
+            let left = self
+                .iris
+                .run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
             let size = [frame.width as f32, frame.height as f32];
             let geometry = pose::analyse(p, &right, &left, size, self.config.camera_hfov_deg);
             let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;

@@ -69,7 +69,11 @@ fn dot(a: V3, b: V3) -> f32 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 fn cross(a: V3, b: V3) -> V3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 fn norm(a: V3) -> f32 {
     dot(a, a).sqrt()
@@ -131,12 +135,23 @@ fn head_axes(mesh: &[[f32; 3]]) -> [V3; 3] {
     [x, y, cross(x, y)]
 }
 
-/// Gaze of one eye: unit vector from the eyeball centre through the iris centre.
-fn eye_gaze(mesh: &[[f32; 3]], corners: (usize, usize), iris: [f32; 2], back: V3, px_per_cm: f32) -> V3 {
-    let middle = scale(add(mesh[corners.0], mesh[corners.1]), 0.5);
+/// Gaze of one eye: unit vector from the eyeball centre through the iris centre. The corners
+/// come from the iris model, which places them and the iris in the same crop: their offset is
+/// then free of the mesh's own small errors.
+fn eye_gaze(eye: &EyeLandmarks, back: V3, px_per_cm: f32) -> V3 {
+    let [outer, inner] = eye.corners();
+    let middle = [
+        (outer[0] + inner[0]) / 2.0,
+        (outer[1] + inner[1]) / 2.0,
+        0.0,
+    ];
     let centre = add(middle, scale(back, EYEBALL_BEHIND_CORNERS_CM * px_per_cm));
+    let iris = eye.centre();
     let radius = EYEBALL_RADIUS_CM * px_per_cm;
-    let (mut dx, mut dy) = ((iris[0] - centre[0]) / radius, (iris[1] - centre[1]) / radius);
+    let (mut dx, mut dy) = (
+        (iris[0] - centre[0]) / radius,
+        (iris[1] - centre[1]) / radius,
+    );
     // An iris seen beyond the eyeball's rim (noise, or an eye model far off) is pulled back
     // onto a ray 85 degrees from the camera axis.
     let off = dx.hypot(dy);
@@ -149,7 +164,8 @@ fn eye_gaze(mesh: &[[f32; 3]], corners: (usize, usize), iris: [f32; 2], back: V3
 
 /// Lid distance over eye width.
 fn openness(mesh: &[[f32; 3]], eye: [usize; 4]) -> f32 {
-    norm(sub(mesh[eye[2]], mesh[eye[3]])) / norm(sub(mesh[eye[0]], mesh[eye[1]])).max(f32::MIN_POSITIVE)
+    norm(sub(mesh[eye[2]], mesh[eye[3]]))
+        / norm(sub(mesh[eye[0]], mesh[eye[1]])).max(f32::MIN_POSITIVE)
 }
 
 /// Pose, gaze and openness of one face: `mesh` in frame pixels, the irises of the subject's
@@ -176,8 +192,8 @@ pub fn analyse(
         distance,
     ];
 
-    let gaze_right = eye_gaze(mesh, (RIGHT_EYE[0], RIGHT_EYE[1]), right_eye.centre(), z, px_per_cm);
-    let gaze_left = eye_gaze(mesh, (LEFT_EYE[0], LEFT_EYE[1]), left_eye.centre(), z, px_per_cm);
+    let gaze_right = eye_gaze(right_eye, z, px_per_cm);
+    let gaze_left = eye_gaze(left_eye, z, px_per_cm);
     let gaze = unit(add(gaze_right, gaze_left));
     // Under the weak-perspective view of one face, the image-plane offsets measure the gaze
     // against the line of sight to the camera, which is then the camera axis's reverse.
@@ -233,18 +249,41 @@ mod tests {
             .collect()
     }
 
-    fn eye_at(centre: [f32; 2]) -> EyeLandmarks {
+    /// An eye whose corners are 30 px apart around `middle`, with the iris at `iris`.
+    fn eye(middle: [f32; 2], iris: [f32; 2]) -> EyeLandmarks {
+        let mut contour = vec![[middle[0], middle[1], 0.0]; 71];
+        contour[0] = [middle[0] - 15.0, middle[1], 0.0];
+        contour[8] = [middle[0] + 15.0, middle[1], 0.0];
         EyeLandmarks {
-            contour: vec![],
-            iris: vec![[centre[0], centre[1], 0.0]; 5],
+            contour,
+            iris: vec![[iris[0], iris[1], 0.0]; 5],
         }
+    }
+
+    fn eye_at(iris: [f32; 2]) -> EyeLandmarks {
+        // The eye's middle is where the frontal mesh puts it.
+        let middle = if iris[0] < 100.0 {
+            [70.0, 90.0]
+        } else {
+            [130.0, 90.0]
+        };
+        eye(middle, iris)
     }
 
     #[test]
     fn frontal_face_looking_ahead() {
         let mesh = frontal_mesh();
-        let g = analyse(&mesh, &eye_at([70.0, 90.0]), &eye_at([130.0, 90.0]), [200.0, 200.0], 60.0);
-        assert!(g.pose.yaw.abs() < 0.01 && g.pose.pitch.abs() < 0.01 && g.pose.roll.abs() < 0.01, "{g:?}");
+        let g = analyse(
+            &mesh,
+            &eye_at([70.0, 90.0]),
+            &eye_at([130.0, 90.0]),
+            [200.0, 200.0],
+            60.0,
+        );
+        assert!(
+            g.pose.yaw.abs() < 0.01 && g.pose.pitch.abs() < 0.01 && g.pose.roll.abs() < 0.01,
+            "{g:?}"
+        );
         assert!(g.gaze_off_camera < 0.01, "{g:?}");
         // 90 px between the corners is 9 cm: 10 px/cm; f = 100 / tan 30deg = 173 px -> 17.3 cm.
         assert!((g.pose.position_cm[2] - 17.32).abs() < 0.05, "{g:?}");
@@ -258,7 +297,11 @@ mod tests {
             let turned = rotate(&mesh, yaw, roll);
             let g = analyse(&turned, &eyes.0, &eyes.1, [200.0, 200.0], 60.0);
             assert!((g.pose.yaw - yaw).abs() < 0.1, "yaw {yaw}: {:?}", g.pose);
-            assert!((g.pose.roll - roll).abs() < 0.1, "roll {roll}: {:?}", g.pose);
+            assert!(
+                (g.pose.roll - roll).abs() < 0.1,
+                "roll {roll}: {:?}",
+                g.pose
+            );
         }
     }
 
@@ -266,9 +309,18 @@ mod tests {
     fn iris_moved_sideways_turns_the_gaze() {
         let mesh = frontal_mesh();
         // 6 px at 10 px/cm on a 12 mm eyeball: asin(0.5) = 30 degrees to the image's right.
-        let g = analyse(&mesh, &eye_at([76.0, 90.0]), &eye_at([136.0, 90.0]), [200.0, 200.0], 60.0);
+        let g = analyse(
+            &mesh,
+            &eye_at([76.0, 90.0]),
+            &eye_at([136.0, 90.0]),
+            [200.0, 200.0],
+            60.0,
+        );
         let [yaw, pitch] = g.gaze_yaw_pitch();
-        assert!((yaw - 30.0).abs() < 0.1 && pitch.abs() < 0.1, "{yaw} {pitch}");
+        assert!(
+            (yaw - 30.0).abs() < 0.1 && pitch.abs() < 0.1,
+            "{yaw} {pitch}"
+        );
         assert!((g.gaze_off_camera - 30.0).abs() < 0.1);
     }
 }

@@ -93,13 +93,21 @@ mod tests {
 
     #[test]
     fn tensor_corners_map_to_the_rotated_square() {
-        let roi = Roi { centre: [100.0, 50.0], size: 20.0, rotation: std::f32::consts::FRAC_PI_2 };
+        let roi = Roi {
+            centre: [100.0, 50.0],
+            size: 20.0,
+            rotation: std::f32::consts::FRAC_PI_2,
+        };
         let map = roi.tensor_to_frame(10.0, false);
         // Rotated a quarter turn clockwise: the tensor's x axis points down the image.
         assert!(close(map.apply(5.0, 5.0), (100.0, 50.0)));
         assert!(close(map.apply(10.0, 5.0), (100.0, 60.0)));
         assert!(close(map.apply(5.0, 0.0), (110.0, 50.0)));
-        let mirrored = Roi { rotation: 0.0, ..roi }.tensor_to_frame(10.0, true);
+        let mirrored = Roi {
+            rotation: 0.0,
+            ..roi
+        }
+        .tensor_to_frame(10.0, true);
         assert!(close(mirrored.apply(0.0, 0.0), (110.0, 40.0)));
         assert!(close(mirrored.apply(10.0, 10.0), (90.0, 60.0)));
     }
