@@ -101,6 +101,12 @@ impl Analyser {
         self.detector.model_id()
     }
 
+    /// Frames the detector ran on, when faces are followed by their landmarks; `None` when
+    /// analysis is off (the detector then runs on every frame).
+    pub fn detector_runs(&self) -> Option<u64> {
+        self.faces.as_ref().map(FaceAnalyser::detector_runs)
+    }
+
     /// The faces of `frame`; `continues` says whether it follows the previous frame in time.
     pub fn analyse(
         &mut self,

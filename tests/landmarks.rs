@@ -299,3 +299,54 @@ fn attending_follows_where_people_look() {
         }
     }
 }
+
+/// `frame` moved right by `dx` pixels (the uncovered strip black).
+fn shifted(frame: &Frame, dx: u32) -> Frame {
+    let mut out = frame.clone();
+    out.rgb.fill(0);
+    let w = frame.width as usize;
+    let d = dx as usize;
+    for (src, dst) in frame
+        .rgb
+        .chunks_exact(w * 3)
+        .zip(out.rgb.chunks_exact_mut(w * 3))
+    {
+        dst[d * 3..].copy_from_slice(&src[..(w - d) * 3]);
+    }
+    out
+}
+
+#[test]
+fn faces_are_followed_by_their_landmarks_between_detections() {
+    let mut config = Config::default();
+    config.models.dir = common::models_dir();
+    config.analysis.detect_every = 5;
+    let mut analyser = Analyser::load(&config).unwrap();
+    let photo = common::load_frame(&common::images().join("facedetect/grace_hopper_512x512.jpg"));
+    let mut previous_x = None;
+    // Ten frames of a face moving right by 4 px a frame: detection on frames 0 and 5 only.
+    for step in 0..10 {
+        let frame = shifted(&photo, 4 * step);
+        let faces = analyser.analyse(&frame, true).unwrap();
+        assert_eq!(faces.len(), 1, "frame {step}");
+        let x = faces[0].detection.bbox.x;
+        if let Some(previous) = previous_x {
+            let moved: f32 = x - previous;
+            assert!(
+                (moved - 4.0).abs() < 2.0,
+                "frame {step}: box moved {moved} px, the face 4"
+            );
+        }
+        previous_x = Some(x);
+    }
+    assert_eq!(analyser.detector_runs(), Some(2));
+    // The face leaves: it is lost, and the detector runs again on the next frame.
+    let empty = common::load_frame(&common::images().join("dlib/dogs.jpg"));
+    assert!(analyser.analyse(&empty, true).unwrap().is_empty());
+    assert!(analyser.analyse(&photo, true).unwrap().len() == 1);
+    assert_eq!(
+        analyser.detector_runs(),
+        Some(4),
+        "lost face and empty frame trigger detection"
+    );
+}

@@ -98,6 +98,7 @@ pub struct FaceAnalyser {
     config: AnalysisConfig,
     followed: Vec<Followed>,
     frames_since_detection: u32,
+    detector_runs: u64,
 }
 
 impl FaceAnalyser {
@@ -112,6 +113,7 @@ impl FaceAnalyser {
             config: config.clone(),
             followed: Vec::new(),
             frames_since_detection: 0,
+            detector_runs: 0,
         })
     }
 
@@ -130,6 +132,7 @@ impl FaceAnalyser {
             self.followed.is_empty() || self.frames_since_detection + 1 >= self.config.detect_every;
         if detect_now {
             self.frames_since_detection = 0;
+            self.detector_runs += 1;
             for face in detector.detect(frame)? {
                 let roi = Roi::for_mesh_from_detection(&face);
                 // A face already followed keeps its crop; the detection refreshes its box.
@@ -198,6 +201,13 @@ impl FaceAnalyser {
             self.frames_since_detection = self.config.detect_every;
         }
         Ok(faces)
+    }
+}
+
+impl FaceAnalyser {
+    /// How many frames the detector has run on.
+    pub fn detector_runs(&self) -> u64 {
+        self.detector_runs
     }
 }
 
