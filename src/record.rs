@@ -53,15 +53,26 @@ pub struct FaceRecord {
     /// Gaze within the attention cone around the camera.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub att: Option<bool>,
-    /// Eye openness, subject's right and left (lid distance / eye width, 0.01).
+    /// The subject's right and left eye.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub eye: Option<[f32; 2]>,
+    pub eyes: Option<[EyeRecord; 2]>,
     /// The 68 iBUG points (pixels, 0.1), when `output.landmarks68`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lm68: Option<Vec<[f32; 2]>>,
     /// The 468 mesh points (pixels, 0.1), when `output.mesh`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mesh: Option<Vec<[f32; 3]>>,
+}
+
+/// One eye of a face.
+#[derive(Debug, Serialize)]
+pub struct EyeRecord {
+    /// Iris centre x, y and radius (pixels, 0.1).
+    pub iris: [f32; 3],
+    /// This eye's gaze: yaw, pitch in degrees (0.1).
+    pub gaze: [f32; 2],
+    /// Openness: lid distance / eye width (0.01); about 0.3 open, under 0.1 closed.
+    pub open: f32,
 }
 
 fn round(value: f32, decimals: i32) -> f32 {
@@ -84,7 +95,7 @@ impl From<&Face> for FaceRecord {
             pos: None,
             gaze: None,
             att: None,
-            eye: None,
+            eyes: None,
             lm68: None,
             mesh: None,
         }
@@ -104,7 +115,16 @@ impl FaceRecord {
         record.pos = Some(g.pose.position_cm.map(r1));
         record.gaze = Some(g.gaze_yaw_pitch().map(r1));
         record.att = Some(landmarks.attending);
-        record.eye = Some(g.openness.map(|v| round(v, 2)));
+        let eye = |i: usize, gaze: [f32; 3]| {
+            let landmarks = &landmarks.eyes[i];
+            let centre = landmarks.centre();
+            EyeRecord {
+                iris: [r1(centre[0]), r1(centre[1]), r1(landmarks.radius())],
+                gaze: crate::analyse::pose::yaw_pitch(gaze).map(r1),
+                open: round(g.openness[i], 2),
+            }
+        };
+        record.eyes = Some([eye(0, g.gaze_right), eye(1, g.gaze_left)]);
         let points = &landmarks.mesh.points;
         if output.landmarks68 {
             let lm68 = crate::analyse::ibug68::from_mesh(points);

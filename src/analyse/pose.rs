@@ -84,7 +84,7 @@ fn unit(a: V3) -> V3 {
 
 /// Yaw (positive: turned towards the image's right) and pitch (positive: up), in degrees, of
 /// a direction pointing out of the face or eye towards the scene.
-fn yaw_pitch(direction: V3) -> [f32; 2] {
+pub fn yaw_pitch(direction: V3) -> [f32; 2] {
     let yaw = direction[0].atan2(-direction[2]);
     let pitch = (-direction[1]).atan2(direction[0].hypot(direction[2]));
     [yaw.to_degrees(), pitch.to_degrees()]
