@@ -2,10 +2,14 @@
 
 use image::{Rgb, RgbImage};
 
-use crate::detect::Face;
+use crate::analyse::AnalysedFace;
 use crate::frame::Frame;
 
 const BOX: Rgb<u8> = Rgb([0, 255, 64]);
+const MESH: Rgb<u8> = Rgb([200, 200, 200]);
+const IRIS: Rgb<u8> = Rgb([0, 255, 255]);
+/// Gaze: yellow when attending, orange otherwise.
+const GAZE: [Rgb<u8>; 2] = [Rgb([255, 140, 0]), Rgb([255, 255, 0])];
 /// Keypoint colours: eyes, nose, mouth, ears.
 const KEYPOINTS: [Rgb<u8>; 6] = [
     Rgb([255, 64, 64]),
@@ -16,13 +20,45 @@ const KEYPOINTS: [Rgb<u8>; 6] = [
     Rgb([64, 160, 255]),
 ];
 
-/// The frame with every face's box and keypoints drawn on it.
-pub fn draw(frame: &Frame, faces: &[Face]) -> RgbImage {
+/// The frame with every face's box, keypoints, mesh, irises and gaze drawn on it.
+pub fn draw(frame: &Frame, faces: &[AnalysedFace]) -> RgbImage {
     let mut image = RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone())
         .expect("a frame's buffer matches its size");
     // Lines scale with the picture so they stay visible on large photos.
     let thickness = ((frame.width.max(frame.height) / 300).max(1)) as i64;
-    for face in faces {
+    for analysed in faces {
+        if let Some(landmarks) = &analysed.landmarks {
+            for p in &landmarks.mesh.points {
+                fill(
+                    &mut image,
+                    p[0] as i64,
+                    p[1] as i64,
+                    p[0] as i64 + 1,
+                    p[1] as i64 + 1,
+                    MESH,
+                );
+            }
+            for eye in &landmarks.eyes {
+                let [x, y] = eye.centre();
+                let r = eye.radius().max(1.0);
+                // The iris as a ring of dots.
+                for step in 0..24 {
+                    let a = step as f32 / 24.0 * std::f32::consts::TAU;
+                    let (px, py) = ((x + r * a.cos()) as i64, (y + r * a.sin()) as i64);
+                    fill(&mut image, px, py, px + 1, py + 1, IRIS);
+                }
+                // The gaze, drawn as a line from the iris, as long as the face is wide.
+                let g = landmarks.geometry.gaze;
+                let length = analysed.detection.bbox.w * 0.5;
+                for step in 0..64 {
+                    let t = step as f32 / 63.0 * length;
+                    let (px, py) = ((x + g[0] * t) as i64, (y + g[1] * t) as i64);
+                    let colour = GAZE[landmarks.attending as usize];
+                    fill(&mut image, px - 1, py - 1, px + 1, py + 1, colour);
+                }
+            }
+        }
+        let face = &analysed.detection;
         let b = &face.bbox;
         let (x0, y0, x1, y1) = (b.x as i64, b.y as i64, b.right() as i64, b.bottom() as i64);
         fill(&mut image, x0, y0, x1, y0 + thickness, BOX);

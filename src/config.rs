@@ -51,6 +51,8 @@ pub struct Config {
     pub models: ModelsConfig,
     pub detector: DetectorConfig,
     pub mqtt: MqttConfig,
+    pub analysis: AnalysisConfig,
+    pub output: OutputConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +189,50 @@ impl Default for DetectorConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Run the face mesh, irises, head pose and gaze on every face (false: detection only).
+    pub enabled: bool,
+    /// Manifest id of the 468-point face mesh model.
+    pub mesh_model: String,
+    /// Manifest id of the iris model.
+    pub iris_model: String,
+    /// In a video, run the detector every this many frames (1-300); in between, faces are
+    /// followed by their landmarks. A lost face triggers detection on the next frame.
+    pub detect_every: u32,
+    /// A followed face whose mesh presence score falls below this (0-1) is lost.
+    pub min_presence: f32,
+    /// The camera's horizontal field of view, degrees (10-170): turns face size into distance.
+    pub camera_hfov_deg: f32,
+    /// A face is attending when its gaze is within this many degrees of the camera (1-90).
+    pub attention_cone_deg: f32,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            enabled: true,
+            mesh_model: "face_mesh".into(),
+            iris_model: "iris".into(),
+            detect_every: 5,
+            min_presence: 0.5,
+            camera_hfov_deg: 60.0,
+            attention_cone_deg: 15.0,
+        }
+    }
+}
+
+/// Optional, larger parts of each face's record.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Publish all 468 mesh points (x, y, z) per face (about 10 kB per face).
+    pub mesh: bool,
+    /// Publish the 68 iBUG points per face.
+    pub landmarks68: bool,
+}
+
 impl Config {
     /// Reads `path`, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -302,6 +348,13 @@ impl Config {
             }
         }
         in_range(self.detector.max_faces, 1, 256).map_err(|r| invalid("detector.max_faces", r))?;
+        let a = &self.analysis;
+        in_range(a.detect_every, 1, 300).map_err(|r| invalid("analysis.detect_every", r))?;
+        in_range(a.min_presence, 0.0, 1.0).map_err(|r| invalid("analysis.min_presence", r))?;
+        in_range(a.camera_hfov_deg, 10.0, 170.0)
+            .map_err(|r| invalid("analysis.camera_hfov_deg", r))?;
+        in_range(a.attention_cone_deg, 1.0, 90.0)
+            .map_err(|r| invalid("analysis.attention_cone_deg", r))?;
         self.mqtt
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;

@@ -10,7 +10,7 @@ use crate::config::DetectorConfig;
 use crate::frame::Frame;
 use crate::geometry::{Affine, Rect};
 use crate::model::manifest::DetectorSpec;
-use crate::model::preprocess::sample_into;
+use crate::model::preprocess::{sample_into, Border};
 use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
 
@@ -127,7 +127,13 @@ impl Detector {
         let (tw, th) = (input.width() as u32, input.height() as u32);
         let to_frame = Affine::letterbox(frame.width, frame.height, tw, th);
         let spec = input.clone();
-        sample_into(frame, &to_frame, &spec, self.model.input_mut());
+        sample_into(
+            frame,
+            &to_frame,
+            &spec,
+            Border::Black,
+            self.model.input_mut(),
+        );
         let outputs = self.model.run()?;
         let (boxes, scores) = {
             let entry = &self.model.entry;

@@ -2,11 +2,13 @@
 //!
 //! Data flows one way through one module per stage:
 //! [`capture`] (frame sources) -> [`frame`] (the fixed ring of buffers) -> [`detect`] (faces)
-//! -> [`record`] (the versioned output) -> [`pipeline`] (the loop that ties them together)
-//! -> [`publish`] (MQTT: records, events, status, stats, commands).
+//! -> [`analyse`] (mesh, irises, pose, gaze) -> [`record`] (the versioned output), tied together
+//! by [`pipeline`] (the loop); [`publish`] sends records, events, status, stats and command
+//! responses over MQTT.
 //! Models are data: [`model::manifest`] describes every network, [`model::runner`] runs it
 //! through tract and [`model::preprocess`] is the one place images become tensors.
 
+pub mod analyse;
 pub mod annotate;
 pub mod capture;
 pub mod config;

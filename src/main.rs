@@ -244,11 +244,11 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
     if let Some(dir) = annotate.filter(|_| files.len() > 1) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut detector = pipeline::load_detector(config)?;
+    let mut analyser = pipeline::Analyser::load(config)?;
     let mut failures = 0;
     let mut out = std::io::stdout().lock();
     for (seq, path) in files.iter().enumerate() {
-        let result = match pipeline::analyze_image(&mut detector, path, seq as u64) {
+        let result = match pipeline::analyze_image(&mut analyser, path, seq as u64) {
             Ok(result) => result,
             Err(e) => {
                 eprintln!("facecast: {}: {e}", path.display());
@@ -257,8 +257,13 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
             }
         };
         let file = path.to_string_lossy();
-        let record =
-            pipeline::frame_record(&config.device.id, &result.frame, &result.faces, Some(&file));
+        let record = pipeline::frame_record(
+            &config.device.id,
+            &result.frame,
+            &result.faces,
+            &config.output,
+            Some(&file),
+        );
         serde_json::to_writer(&mut out, &record)?;
         out.write_all(b"\n")?;
         if let Some(target) = annotate {

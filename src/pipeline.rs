@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
-use crate::config::{Config, SourceConfig};
-use crate::detect::{DetectError, Detector, Face};
+use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::detect::{DetectError, Detector};
 use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
@@ -23,6 +24,8 @@ pub enum PipelineError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Detect(#[from] DetectError),
+    #[error(transparent)]
+    Analyse(#[from] AnalyseError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error("cannot start the capture thread: {0}")]
@@ -51,8 +54,8 @@ pub struct RunSummary {
 pub struct FrameStats {
     /// From capture to the start of analysis (time spent in the ring).
     pub waited: Duration,
-    /// Face detection of this frame.
-    pub detection: Duration,
+    /// Analysis of this frame: detection, then each face's landmarks, pose and gaze.
+    pub analysis: Duration,
     /// The ring's counters after this frame was taken.
     pub ring: RingCounts,
     /// Totals so far: frames captured, unreadable, and whose analysis failed.
@@ -72,19 +75,80 @@ struct CaptureCounters {
 /// Loads the configured detector.
 pub fn load_detector(config: &Config) -> Result<Detector, PipelineError> {
     let manifest = Manifest::load(&config.models.dir)?;
+    detector_from(&manifest, config)
+}
+
+fn detector_from(manifest: &Manifest, config: &Config) -> Result<Detector, PipelineError> {
     let model = Model::load(
-        &manifest,
+        manifest,
         &config.detector.model,
         config.models.verify_sha256,
     )?;
     Ok(Detector::new(model, &config.detector)?)
 }
 
+/// Everything run on a frame: detection, then (when enabled) each face's landmarks, pose
+/// and gaze.
+pub struct Analyser {
+    detector: Detector,
+    faces: Option<FaceAnalyser>,
+}
+
+impl Analyser {
+    pub fn load(config: &Config) -> Result<Analyser, PipelineError> {
+        let manifest = Manifest::load(&config.models.dir)?;
+        let faces = if config.analysis.enabled {
+            Some(FaceAnalyser::new(
+                &manifest,
+                &config.analysis,
+                config.models.verify_sha256,
+            )?)
+        } else {
+            None
+        };
+        Ok(Analyser {
+            detector: detector_from(&manifest, config)?,
+            faces,
+        })
+    }
+
+    pub fn detector_id(&self) -> &str {
+        self.detector.model_id()
+    }
+
+    /// Frames the detector ran on, when faces are followed by their landmarks; `None` when
+    /// analysis is off (the detector then runs on every frame).
+    pub fn detector_runs(&self) -> Option<u64> {
+        self.faces.as_ref().map(FaceAnalyser::detector_runs)
+    }
+
+    /// The faces of `frame`; `continues` says whether it follows the previous frame in time.
+    pub fn analyse(
+        &mut self,
+        frame: &Frame,
+        continues: bool,
+    ) -> Result<Vec<AnalysedFace>, PipelineError> {
+        Ok(match &mut self.faces {
+            Some(faces) => faces.analyse(frame, &mut self.detector, continues)?,
+            None => self
+                .detector
+                .detect(frame)?
+                .into_iter()
+                .map(|detection| AnalysedFace {
+                    detection,
+                    landmarks: None,
+                })
+                .collect(),
+        })
+    }
+}
+
 /// The record of one analysed frame.
 pub fn frame_record<'a>(
     device: &'a str,
     frame: &Frame,
-    faces: &[Face],
+    faces: &[AnalysedFace],
+    output: &OutputConfig,
     file: Option<&'a str>,
 ) -> FrameRecord<'a> {
     FrameRecord {
@@ -95,7 +159,7 @@ pub fn frame_record<'a>(
         w: frame.width,
         h: frame.height,
         file,
-        faces: faces.iter().map(FaceRecord::from).collect(),
+        faces: faces.iter().map(|f| FaceRecord::new(f, output)).collect(),
     }
 }
 
@@ -213,13 +277,15 @@ pub fn run(
     mut emit: impl FnMut(&FrameRecord, &FrameStats) -> io::Result<()>,
 ) -> Result<RunSummary, PipelineError> {
     let spec = SourceSpec::parse(&config.source.uri)?;
-    let mut detector = load_detector(config)?;
+    let mut analyser = Analyser::load(config)?;
     let source = open_source(&spec, &config.source, &mut Backoff::new(&config.source))?;
     log::info!(
         "reading {}; detector {}",
         source.describe(),
-        detector.model_id()
+        analyser.detector_id()
     );
+    // Still images are unrelated to each other; frames of a stream follow each other.
+    let continues = !matches!(spec, SourceSpec::Images(_));
 
     let when_full = if spec.is_live(config.source.live) {
         WhenFull::DropOldest
@@ -248,17 +314,17 @@ pub fn run(
         let waited = SystemTime::now()
             .duration_since(frame.captured_at)
             .unwrap_or_default();
-        match detector.detect(&frame) {
+        match analyser.analyse(&frame, continues) {
             Ok(faces) => {
                 let stats = FrameStats {
                     waited,
-                    detection: started.elapsed(),
+                    analysis: started.elapsed(),
                     ring: ring.counts(),
                     captured: counters.captured.load(Ordering::Relaxed),
                     corrupt: counters.corrupt.load(Ordering::Relaxed),
                     failed: summary.failed,
                 };
-                let record = frame_record(&config.device.id, &frame, &faces, None);
+                let record = frame_record(&config.device.id, &frame, &faces, &config.output, None);
                 if let Err(e) = emit(&record, &stats) {
                     log::info!("output closed ({e}); stopping");
                     ring.recycle(frame);
@@ -293,19 +359,19 @@ pub fn run(
 pub struct ImageResult {
     pub path: PathBuf,
     pub frame: Frame,
-    pub faces: Vec<Face>,
+    pub faces: Vec<AnalysedFace>,
 }
 
-/// Detects faces in one image file.
+/// Analyses one image file.
 pub fn analyze_image(
-    detector: &mut Detector,
+    analyser: &mut Analyser,
     path: &Path,
     seq: u64,
 ) -> Result<ImageResult, PipelineError> {
     let mut frame = Frame::with_capacity(0, 0);
     capture::load_image(path, &mut frame)?;
     frame.seq = seq;
-    let faces = detector.detect(&frame)?;
+    let faces = analyser.analyse(&frame, false)?;
     Ok(ImageResult {
         path: path.to_path_buf(),
         frame,

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::analyse::AnalysedFace;
+use crate::config::OutputConfig;
 use crate::detect::Face;
 
 /// Version of the record layout.
@@ -39,6 +41,38 @@ pub struct FaceRecord {
     pub score: f32,
     /// Keypoints as [x, y] (pixels, 0.1 px), in the detector's order.
     pub kp: Vec<[f32; 2]>,
+    /// Head pose: yaw, pitch, roll in degrees (0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pose: Option<[f32; 3]>,
+    /// Head position relative to the camera, centimetres (0.1): x right, y down, z away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos: Option<[f32; 3]>,
+    /// Gaze of both eyes: yaw, pitch in degrees (0.1), camera frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gaze: Option<[f32; 2]>,
+    /// Gaze within the attention cone around the camera.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub att: Option<bool>,
+    /// The subject's right and left eye.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eyes: Option<[EyeRecord; 2]>,
+    /// The 68 iBUG points (pixels, 0.1), when `output.landmarks68`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lm68: Option<Vec<[f32; 2]>>,
+    /// The 468 mesh points (pixels, 0.1), when `output.mesh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<Vec<[f32; 3]>>,
+}
+
+/// One eye of a face.
+#[derive(Debug, Serialize)]
+pub struct EyeRecord {
+    /// Iris centre x, y and radius (pixels, 0.1).
+    pub iris: [f32; 3],
+    /// This eye's gaze: yaw, pitch in degrees (0.1).
+    pub gaze: [f32; 2],
+    /// Openness: lid distance / eye width (0.01); about 0.3 open, under 0.1 closed.
+    pub open: f32,
 }
 
 fn round(value: f32, decimals: i32) -> f32 {
@@ -57,7 +91,49 @@ impl From<&Face> for FaceRecord {
                 .iter()
                 .map(|p| [round(p[0], 1), round(p[1], 1)])
                 .collect(),
+            pose: None,
+            pos: None,
+            gaze: None,
+            att: None,
+            eyes: None,
+            lm68: None,
+            mesh: None,
         }
+    }
+}
+
+impl FaceRecord {
+    /// The record of an analysed face, with the optional parts `output` asks for.
+    pub fn new(face: &AnalysedFace, output: &OutputConfig) -> Self {
+        let mut record = FaceRecord::from(&face.detection);
+        let Some(landmarks) = &face.landmarks else {
+            return record;
+        };
+        let g = &landmarks.geometry;
+        let r1 = |v: f32| round(v, 1);
+        record.pose = Some([r1(g.pose.yaw), r1(g.pose.pitch), r1(g.pose.roll)]);
+        record.pos = Some(g.pose.position_cm.map(r1));
+        record.gaze = Some(g.gaze_yaw_pitch().map(r1));
+        record.att = Some(landmarks.attending);
+        let eye = |i: usize, gaze: [f32; 3]| {
+            let landmarks = &landmarks.eyes[i];
+            let centre = landmarks.centre();
+            EyeRecord {
+                iris: [r1(centre[0]), r1(centre[1]), r1(landmarks.radius())],
+                gaze: crate::analyse::pose::yaw_pitch(gaze).map(r1),
+                open: round(g.openness[i], 2),
+            }
+        };
+        record.eyes = Some([eye(0, g.gaze_right), eye(1, g.gaze_left)]);
+        let points = &landmarks.mesh.points;
+        if output.landmarks68 {
+            let lm68 = crate::analyse::ibug68::from_mesh(points);
+            record.lm68 = Some(lm68.into_iter().map(|p| p.map(r1)).collect());
+        }
+        if output.mesh {
+            record.mesh = Some(points.iter().map(|p| p.map(r1)).collect());
+        }
+        record
     }
 }
 

@@ -429,52 +429,67 @@ fn last_stats(subscriber: &Subscriber, device: &str, cbor: bool) -> Value {
     decode(&stats.last().expect("a stats message").payload, cbor)
 }
 
-/// A face as facecast writes it: f32 numbers, which JSON prints in their shortest form and
-/// CBOR in the smallest exact float.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Face {
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-    score: f32,
-    kp: Vec<[f32; 2]>,
-}
-
-/// A `faces` record as facecast writes it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Record {
-    v: u32,
-    dev: String,
-    seq: u64,
-    ts: f64,
-    w: u32,
-    h: u32,
-    faces: Vec<Face>,
-}
-
-/// Encoded size of each face of each `faces` message (`cbor`: CBOR payloads), the bytes a face
-/// adds to a record, in JSON (`as_json`) or CBOR.
-fn bytes_per_face(messages: &[Received], cbor: bool, as_json: bool) -> (usize, f64) {
-    let mut sizes = Vec::new();
+/// Bytes the faces add to a record, per face, measured on the wire: each payload's length minus
+/// the length of the same record with no faces (whatever fields a face has).
+fn bytes_per_face(messages: &[Received], cbor: bool) -> (usize, f64) {
+    let (mut faces, mut bytes) = (0, 0);
     for message in messages {
-        let record = decode(&message.payload, cbor);
-        for face in record["faces"].as_array().unwrap() {
-            let face: Face = serde_json::from_value(face.clone()).unwrap();
-            let encoded = if as_json {
-                // One comma between faces in the array.
-                serde_json::to_vec(&face).unwrap().len() + 1
-            } else {
-                let mut bytes = Vec::new();
-                ciborium::into_writer(&face, &mut bytes).unwrap();
-                bytes.len()
-            };
-            sizes.push(encoded);
-        }
+        let empty = if cbor {
+            let mut record: ciborium::Value = ciborium::from_reader(&message.payload[..]).unwrap();
+            let fields = record.as_map_mut().unwrap();
+            let (_, list) = fields
+                .iter_mut()
+                .find(|(k, _)| k.as_text() == Some("faces"))
+                .unwrap();
+            faces += list.as_array().unwrap().len();
+            *list = ciborium::Value::Array(Vec::new());
+            let mut encoded = Vec::new();
+            ciborium::into_writer(&record, &mut encoded).unwrap();
+            encoded.len()
+        } else {
+            let mut record: Value = serde_json::from_slice(&message.payload).unwrap();
+            faces += record["faces"].as_array().unwrap().len();
+            record["faces"] = Value::Array(Vec::new());
+            serde_json::to_vec(&record).unwrap().len()
+        };
+        bytes += message.payload.len() - empty;
     }
-    assert!(!sizes.is_empty(), "no faces to measure");
-    (
-        sizes.len(),
-        sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,
-    )
+    assert!(faces > 0, "no faces to measure");
+    (faces, bytes as f64 / faces as f64)
+}
+
+/// The length of `value` as facecast writes it in JSON, where every fraction is an f32
+/// (serde_json writes an f32 in its shortest form, which a decoded f64 would not keep).
+fn json_len_as_f32(value: &Value) -> usize {
+    match value {
+        Value::Number(n) if n.is_f64() => serde_json::to_string(&(n.as_f64().unwrap() as f32))
+            .unwrap()
+            .len(),
+        Value::Array(items) => {
+            2 + items.iter().map(json_len_as_f32).sum::<usize>() + items.len().saturating_sub(1)
+        }
+        Value::Object(fields) => {
+            2 + fields
+                .iter()
+                .map(|(k, v)| serde_json::to_string(k).unwrap().len() + 1 + json_len_as_f32(v))
+                .sum::<usize>()
+                + fields.len().saturating_sub(1)
+        }
+        other => serde_json::to_string(other).unwrap().len(),
+    }
+}
+
+/// Per face, the bytes the faces of these records (`cbor`: CBOR payloads) take in JSON.
+fn json_bytes_per_face(messages: &[Received], cbor: bool) -> f64 {
+    let (mut faces, mut bytes) = (0, 0);
+    for message in messages {
+        let list = decode(&message.payload, cbor)["faces"].clone();
+        let n = list.as_array().unwrap().len();
+        faces += n;
+        // The list without its brackets, as in bytes_per_face.
+        bytes += json_len_as_f32(&list) - 2;
+    }
+    bytes as f64 / faces as f64
 }
 
 /// The `offline` of a clean stop (with `ts`; the last will has none) has arrived.
@@ -737,9 +752,15 @@ fn round_trip_commands_discovery_and_every_message_valid() {
     );
     assert!(stats["rss_kb"].as_u64().unwrap() > 1000);
 
-    let (n, json_bytes) = bytes_per_face(&subscriber.on("facecast/lobby/faces"), false, true);
+    let faces_messages = subscriber.on("facecast/lobby/faces");
+    let (n, json_bytes) = bytes_per_face(&faces_messages, false);
+    // The re-encoding the CBOR test compares with gives the wire's own bytes.
+    assert!((json_bytes_per_face(&faces_messages, false) - json_bytes).abs() < 1e-9);
     println!("JSON: {json_bytes:.1} bytes per face over {n} faces");
-    assert!(json_bytes <= 300.0, "{json_bytes} bytes per face");
+    // The aim is 300. The default face also carries pose, position, gaze, attention and both
+    // eyes since landmarks landed, about 330 bytes (docs/mqtt.md, "Size"); this bound catches
+    // further growth going unnoticed. CBOR meets the aim (see the CBOR test).
+    assert!(json_bytes <= 350.0, "{json_bytes} bytes per face");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -783,23 +804,16 @@ fn cbor_follows_the_same_schemas_in_fewer_bytes() {
     let counts = schemas.check_all(&messages, true);
     assert_eq!(counts.get("faces"), Some(&9), "{counts:?}");
     let faces = subscriber.on("facecast/cbor-cam/faces");
-    let (n, cbor_bytes) = bytes_per_face(&faces, true, false);
-    let (_, json_bytes) = bytes_per_face(&faces, true, true);
-    // Whole records, and the same records as facecast writes them in JSON.
+    let (n, cbor_bytes) = bytes_per_face(&faces, true);
+    let json_bytes = json_bytes_per_face(&faces, true);
     let cbor_total: usize = faces.iter().map(|m| m.payload.len()).sum();
-    let json_total: usize = faces
-        .iter()
-        .map(|m| {
-            let record: Record = ciborium::from_reader(m.payload.as_slice()).unwrap();
-            serde_json::to_vec(&record).unwrap().len()
-        })
-        .sum();
     println!(
         "CBOR: {cbor_bytes:.1} bytes per face over {n} faces (the same faces in JSON: \
-         {json_bytes:.1}); {} records: {cbor_total} bytes CBOR, {json_total} bytes JSON",
+         {json_bytes:.1}); {} records, {cbor_total} bytes",
         faces.len()
     );
     assert!(cbor_bytes < json_bytes);
+    assert!(cbor_bytes <= 300.0, "{cbor_bytes} bytes per face");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -6,6 +6,16 @@ use super::manifest::{Colour, InputSpec, Layout};
 use crate::frame::Frame;
 use crate::geometry::Affine;
 
+/// What samples outside the frame take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Border {
+    /// Black, as MediaPipe pads the detector's letterbox.
+    Black,
+    /// The nearest edge pixel, as MediaPipe's landmark crops do (its default border mode):
+    /// a face cut by the frame edge is continued rather than cut to black.
+    Replicate,
+}
+
 /// BT.601 luma weights, for models that take grey input.
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -14,8 +24,8 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// (u, v) takes the bilinear frame value at `map(u, v)`, pixel indices used as coordinates, as
 /// OpenCV's warpAffine/warpPerspective do in the MediaPipe pipelines these models were trained
 /// and evaluated with (a pixel-centre convention shifts a downscaled image by half a tensor
-/// pixel, enough to move borderline detections). Samples outside the frame are black.
-pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, out: &mut [f32]) {
+/// pixel, enough to move borderline detections). Samples outside the frame follow `border`.
+pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border, out: &mut [f32]) {
     let (tw, th, channels) = (spec.width(), spec.height(), spec.channels());
     debug_assert_eq!(out.len(), tw * th * channels);
     let scale: Vec<f32> = spec.std.iter().map(|s| 1.0 / s).collect();
@@ -23,7 +33,7 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, out: &mut [f32
     for v in 0..th {
         for u in 0..tw {
             let (x, y) = map.apply(u as f32, v as f32);
-            let rgb = bilinear(frame, x, y);
+            let rgb = bilinear(frame, x, y, border);
             let mut put = |c: usize, value: f32| {
                 let normalised = (value - spec.mean[c]) * scale[c];
                 let i = match spec.layout {
@@ -47,7 +57,7 @@ const SUBPIXEL_STEPS: f32 = 32.0;
 /// Bilinear RGB at pixel-index coordinates; outside the frame counts as black. Like OpenCV's
 /// 8-bit warp, the position is rounded to 1/32 pixel and the result to a whole pixel value, so
 /// that the tensor matches the one MediaPipe builds from the same frame to within one level.
-fn bilinear(frame: &Frame, x: f32, y: f32) -> [f32; 3] {
+fn bilinear(frame: &Frame, x: f32, y: f32, border: Border) -> [f32; 3] {
     let (w, h) = (frame.width as i64, frame.height as i64);
     let (xq, yq) = ((x * SUBPIXEL_STEPS).round(), (y * SUBPIXEL_STEPS).round());
     let x0 = (xq / SUBPIXEL_STEPS).floor();
@@ -58,9 +68,15 @@ fn bilinear(frame: &Frame, x: f32, y: f32) -> [f32; 3] {
     for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
         for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
             let weight = wx * wy;
-            let (px, py) = (x0 + dx, y0 + dy);
-            if weight == 0.0 || px < 0 || py < 0 || px >= w || py >= h {
+            let (mut px, mut py) = (x0 + dx, y0 + dy);
+            if weight == 0.0 {
                 continue;
+            }
+            if px < 0 || py < 0 || px >= w || py >= h {
+                match border {
+                    Border::Black => continue,
+                    Border::Replicate => (px, py) = (px.clamp(0, w - 1), py.clamp(0, h - 1)),
+                }
             }
             let p = frame.pixel(px as u32, py as u32);
             for c in 0..3 {
@@ -108,6 +124,7 @@ mod tests {
             &frame,
             &Affine::IDENTITY,
             &spec(Layout::Nchw, Colour::Rgb, 2),
+            Border::Black,
             &mut nchw,
         );
         // Red plane: 255, 0, 0, 255 -> 1, -1, -1, 1.
@@ -117,6 +134,7 @@ mod tests {
             &frame,
             &Affine::IDENTITY,
             &spec(Layout::Nhwc, Colour::Bgr, 2),
+            Border::Black,
             &mut nhwc,
         );
         // First pixel red, as BGR: -1, -1, 1.
@@ -131,9 +149,10 @@ mod tests {
             &frame,
             &Affine::IDENTITY,
             &spec(Layout::Nchw, Colour::Grey, 2),
+            Border::Black,
             &mut grey,
         );
-        let red = (0.299 * 255.0 - 127.5) / 127.5;
+        let red: f32 = (0.299 * 255.0 - 127.5) / 127.5;
         assert!((grey[0] - red).abs() < 1e-5, "{grey:?}");
         assert!((grey[3] - 1.0).abs() < 1e-5, "{grey:?}");
         // Shift the map so that the tensor's left column falls outside the frame: black (-1).
@@ -145,9 +164,19 @@ mod tests {
             &frame,
             &shifted,
             &spec(Layout::Nchw, Colour::Grey, 2),
+            Border::Black,
             &mut grey,
         );
         assert_eq!(grey[0], -1.0);
+        // Replicated, the left column repeats the frame's left edge: red and blue -> luma.
+        sample_into(
+            &frame,
+            &shifted,
+            &spec(Layout::Nchw, Colour::Grey, 2),
+            Border::Replicate,
+            &mut grey,
+        );
+        assert!((grey[0] - red).abs() < 1e-5, "{grey:?}");
     }
 
     #[test]
@@ -168,6 +197,7 @@ mod tests {
             &frame,
             &quarter,
             &spec(Layout::Nchw, Colour::Rgb, 4),
+            Border::Black,
             &mut tensor,
         );
         let red: Vec<f32> = tensor[..4]

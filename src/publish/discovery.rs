@@ -1,6 +1,6 @@
 //! Home Assistant MQTT discovery: retained configs under `<prefix>/sensor/<node>/<object>/config`
-//! that make face count, last recognised identity and attention appear as sensors of one
-//! device, available while `status` says `online`.
+//! that make face count, last recognised identity and attention (faces looking at the camera)
+//! appear as sensors of one device, available while `status` says `online`.
 
 use serde_json::{json, Value};
 
@@ -37,12 +37,12 @@ pub fn configs(ha_prefix: &str, device: &str, topics: &Topics) -> Vec<(String, V
         },
         Sensor {
             object: "attention",
-            name: "Attention",
+            name: "Faces attending",
             state_topic: &topics.faces,
-            // The highest attention of the faces in view (`att`, 0-1, from engagement analysis).
-            template: "{{ value_json.faces | selectattr('att', 'defined') | map(attribute='att') \
-                       | max | default(none) }}",
-            unit: None,
+            // Faces whose gaze is within the attention cone (`att`, with [analysis] enabled).
+            template: "{{ value_json.faces | selectattr('att', 'defined') | selectattr('att') \
+                       | list | count }}",
+            unit: Some("faces"),
         },
     ];
     sensors

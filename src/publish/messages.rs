@@ -100,12 +100,12 @@ pub struct Latency {
     pub max: f64,
 }
 
-/// Per-stage latencies: time in the ring between capture and analysis, detection, and the
-/// frame loop's publish step (rate limit, encode, queue).
+/// Per-stage latencies: time in the ring between capture and analysis, analysis (detection,
+/// landmarks, pose, gaze), and the frame loop's publish step (rate limit, encode, queue).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latencies {
     pub wait: Latency,
-    pub det: Latency,
+    pub ana: Latency,
     #[serde(rename = "pub")]
     pub publish: Latency,
 }

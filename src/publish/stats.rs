@@ -41,7 +41,7 @@ impl Accumulated {
 pub struct StatsWindow {
     since: Instant,
     wait: Accumulated,
-    detection: Accumulated,
+    analysis: Accumulated,
     publish: Accumulated,
     analysed_in_window: u64,
     analysed: u64,
@@ -63,7 +63,7 @@ impl StatsWindow {
         StatsWindow {
             since: now,
             wait: Accumulated::default(),
-            detection: Accumulated::default(),
+            analysis: Accumulated::default(),
             publish: Accumulated::default(),
             analysed_in_window: 0,
             analysed: 0,
@@ -74,7 +74,7 @@ impl StatsWindow {
     /// One analysed frame and the time the frame loop spent publishing it.
     pub fn add(&mut self, frame: &FrameStats, publish: Duration) {
         self.wait.add(frame.waited);
-        self.detection.add(frame.detection);
+        self.analysis.add(frame.analysis);
         self.publish.add(publish);
         self.analysed_in_window += 1;
         self.analysed += 1;
@@ -94,7 +94,7 @@ impl StatsWindow {
             },
             latencies: Latencies {
                 wait: self.wait.latency(),
-                det: self.detection.latency(),
+                ana: self.analysis.latency(),
                 publish: self.publish.latency(),
             },
             frames: FrameCounts {
@@ -154,7 +154,7 @@ mod tests {
         for ms in [10, 20, 30] {
             let frame = FrameStats {
                 waited: Duration::from_millis(1),
-                detection: Duration::from_millis(ms),
+                analysis: Duration::from_millis(ms),
                 ring: RingCounts {
                     queued: 9,
                     dropped: 2,
@@ -169,7 +169,7 @@ mod tests {
         let period = window.finish(start + Duration::from_secs(2));
         assert_eq!(period.fps, 1.5);
         assert_eq!(
-            (period.latencies.det.avg, period.latencies.det.max),
+            (period.latencies.ana.avg, period.latencies.ana.max),
             (20.0, 30.0)
         );
         assert_eq!(period.latencies.publish.avg, 0.05);

@@ -1,0 +1,218 @@
+//! Per-face analysis after detection: the 468-point mesh on a crop rotated upright, the irises,
+//! then head pose, gaze, attention and eye openness. Faces are followed from frame to frame by
+//! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
+//! only every `detect_every` frames, when a face is lost, or when there is none.
+
+pub mod ibug68;
+pub mod landmarks;
+pub mod pose;
+pub mod roi;
+
+use thiserror::Error;
+
+use crate::config::AnalysisConfig;
+use crate::detect::{DetectError, Detector, Face};
+use crate::frame::Frame;
+use crate::geometry::Rect;
+use crate::model::{Manifest, Model, ModelError};
+use landmarks::{EyeLandmarks, FaceMesh, Iris, Mesh};
+use pose::{Geometry, LEFT_EYE, RIGHT_EYE};
+use roi::Roi;
+
+#[derive(Debug, Error)]
+pub enum AnalyseError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+}
+
+/// Everything known about one face in one frame.
+#[derive(Debug, Clone)]
+pub struct AnalysedFace {
+    /// The detector's box, score and keypoints: this frame's detection, or the last one carried
+    /// along with the face's movement when the detector did not run.
+    pub detection: Face,
+    /// Mesh, eyes, pose and gaze; `None` when analysis is off.
+    pub landmarks: Option<FaceLandmarks>,
+}
+
+/// What the landmark models say about a face.
+#[derive(Debug, Clone)]
+pub struct FaceLandmarks {
+    pub mesh: Mesh,
+    /// The subject's right and left eye.
+    pub eyes: [EyeLandmarks; 2],
+    pub geometry: Geometry,
+    /// The gaze is within the configured cone around the camera.
+    pub attending: bool,
+}
+
+/// A face being followed: where to look next and its last detection.
+struct Followed {
+    roi: Roi,
+    detection: Face,
+    /// The landmark crop of the frame `detection` came from, to carry the detection along
+    /// with the face; `None` until that frame's mesh is known.
+    anchor: Option<Roi>,
+}
+
+/// Carries `face` (found when the mesh crop was `from`) to where the crop is now (`to`): the
+/// same similarity transform that takes one crop to the other.
+fn carry(face: &Face, from: &Roi, to: &Roi) -> Face {
+    let k = to.size / from.size;
+    let (sin, cos) = (to.rotation - from.rotation).sin_cos();
+    let map = |p: [f32; 2]| {
+        let (dx, dy) = ((p[0] - from.centre[0]) * k, (p[1] - from.centre[1]) * k);
+        [
+            to.centre[0] + cos * dx - sin * dy,
+            to.centre[1] + sin * dx + cos * dy,
+        ]
+    };
+    let b = &face.bbox;
+    let centre = map([b.x + b.w / 2.0, b.y + b.h / 2.0]);
+    let (w, h) = (b.w * k, b.h * k);
+    Face {
+        bbox: Rect {
+            x: centre[0] - w / 2.0,
+            y: centre[1] - h / 2.0,
+            w,
+            h,
+        },
+        score: face.score,
+        keypoints: face.keypoints.iter().map(|&p| map(p)).collect(),
+    }
+}
+
+fn mesh_bounds(points: &[[f32; 3]]) -> Rect {
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for p in points {
+        (x0, y0, x1, y1) = (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1]));
+    }
+    Rect::from_corners(x0, y0, x1, y1)
+}
+
+pub struct FaceAnalyser {
+    mesh: FaceMesh,
+    iris: Iris,
+    config: AnalysisConfig,
+    followed: Vec<Followed>,
+    frames_since_detection: u32,
+    detector_runs: u64,
+}
+
+impl FaceAnalyser {
+    pub fn new(
+        manifest: &Manifest,
+        config: &AnalysisConfig,
+        verify: bool,
+    ) -> Result<FaceAnalyser, AnalyseError> {
+        Ok(FaceAnalyser {
+            mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?)?,
+            iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?)?,
+            config: config.clone(),
+            followed: Vec::new(),
+            frames_since_detection: 0,
+            detector_runs: 0,
+        })
+    }
+
+    /// Analyses one frame. `continues` says whether it follows the previous frame in time (a
+    /// video); for unrelated stills every frame is detected afresh.
+    pub fn analyse(
+        &mut self,
+        frame: &Frame,
+        detector: &mut Detector,
+        continues: bool,
+    ) -> Result<Vec<AnalysedFace>, AnalyseError> {
+        if !continues {
+            self.followed.clear();
+        }
+        let detect_now =
+            self.followed.is_empty() || self.frames_since_detection + 1 >= self.config.detect_every;
+        if detect_now {
+            self.frames_since_detection = 0;
+            self.detector_runs += 1;
+            for face in detector.detect(frame)? {
+                let roi = Roi::for_mesh_from_detection(&face);
+                // A face already followed keeps its crop; the detection refreshes its box.
+                match self.followed.iter_mut().find(|f| same_face(&f.roi, &roi)) {
+                    Some(followed) => {
+                        followed.detection = face;
+                        followed.anchor = None;
+                    }
+                    None => self.followed.push(Followed {
+                        roi,
+                        detection: face,
+                        anchor: None,
+                    }),
+                }
+            }
+        } else {
+            self.frames_since_detection += 1;
+        }
+
+        let mut faces: Vec<AnalysedFace> = Vec::new();
+        let mut kept = Vec::new();
+        let mut lost_one = false;
+        for followed in std::mem::take(&mut self.followed) {
+            let mesh = self.mesh.run(frame, &followed.roi)?;
+            let bounds = mesh_bounds(&mesh.points);
+            let duplicate = faces
+                .iter()
+                .filter_map(|f| f.landmarks.as_ref())
+                .any(|l| mesh_bounds(&l.mesh.points).iou(&bounds) > 0.5);
+            if mesh.presence < self.config.min_presence || duplicate {
+                lost_one |= !duplicate;
+                continue;
+            }
+            let p = &mesh.points;
+            let corner = |i: usize| [p[i][0], p[i][1]];
+            let right = self
+                .iris
+                .run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
+            let left = self
+                .iris
+                .run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
+            let size = [frame.width as f32, frame.height as f32];
+            let geometry = pose::analyse(p, &right, &left, size, self.config.camera_hfov_deg);
+            let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
+            let next = Roi::for_mesh_from_landmarks(p, RIGHT_EYE[0], LEFT_EYE[0]);
+            let anchor = followed.anchor.unwrap_or(next);
+            let detection = carry(&followed.detection, &anchor, &next);
+            kept.push(Followed {
+                roi: next,
+                detection: followed.detection,
+                anchor: Some(anchor),
+            });
+            faces.push(AnalysedFace {
+                detection,
+                landmarks: Some(FaceLandmarks {
+                    mesh,
+                    eyes: [right, left],
+                    geometry,
+                    attending,
+                }),
+            });
+        }
+        self.followed = kept;
+        if lost_one {
+            // Look for the lost face (or a new one) on the next frame.
+            self.frames_since_detection = self.config.detect_every;
+        }
+        Ok(faces)
+    }
+}
+
+impl FaceAnalyser {
+    /// How many frames the detector has run on.
+    pub fn detector_runs(&self) -> u64 {
+        self.detector_runs
+    }
+}
+
+/// Two crops are of the same face when their centres are within half a crop of each other.
+fn same_face(a: &Roi, b: &Roi) -> bool {
+    let d = (a.centre[0] - b.centre[0]).hypot(a.centre[1] - b.centre[1]);
+    d < 0.5 * a.size.min(b.size)
+}
