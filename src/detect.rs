@@ -126,14 +126,8 @@ impl Detector {
         let input = &self.model.entry.input;
         let (tw, th) = (input.width() as u32, input.height() as u32);
         let to_frame = Affine::letterbox(frame.width, frame.height, tw, th);
-        let spec = input.clone();
-        sample_into(
-            frame,
-            &to_frame,
-            &spec,
-            Border::Black,
-            self.model.input_mut(),
-        );
+        let (spec, tensor) = self.model.input();
+        sample_into(frame, &to_frame, spec, Border::Black, tensor);
         let outputs = self.model.run()?;
         let (boxes, scores) = {
             let entry = &self.model.entry;

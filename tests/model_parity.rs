@@ -73,13 +73,8 @@ fn tract_matches_the_original_framework_on_real_crops() {
                 "{}: the fixture image must be the model's input size",
                 image.display()
             );
-            sample_into(
-                &frame,
-                &Affine::IDENTITY,
-                input,
-                Border::Black,
-                model.input_mut(),
-            );
+            let (spec, tensor) = model.input();
+            sample_into(&frame, &Affine::IDENTITY, spec, Border::Black, tensor);
             let outputs = model.run().unwrap();
             for reference in fixture["outputs"].as_array().expect("outputs") {
                 let name = reference["name"].as_str().unwrap();
@@ -162,14 +157,8 @@ fn fixture_images(id: &str) -> Vec<std::path::PathBuf> {
 /// Runs `model` on a fixture crop; all outputs, flat.
 fn run_on(model: &mut Model, image: &std::path::Path) -> Vec<Vec<f32>> {
     let frame = common::load_frame(image);
-    let input = model.entry.input.clone();
-    sample_into(
-        &frame,
-        &Affine::IDENTITY,
-        &input,
-        Border::Black,
-        model.input_mut(),
-    );
+    let (spec, tensor) = model.input();
+    sample_into(&frame, &Affine::IDENTITY, spec, Border::Black, tensor);
     model
         .run()
         .unwrap()

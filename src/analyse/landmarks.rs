@@ -53,8 +53,8 @@ impl CropRun {
     ) -> Result<CropRun, ModelError> {
         let size = model.entry.input.width() as f32;
         let map = roi.tensor_to_frame(size, mirrored);
-        let spec = model.entry.input.clone();
-        sample_into(frame, &map, &spec, Border::Replicate, model.input_mut());
+        let (spec, tensor) = model.input();
+        sample_into(frame, &map, spec, Border::Replicate, tensor);
         Ok(CropRun {
             outputs: model.run()?,
             map,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tract_onnx::prelude::*;
 
-use super::manifest::{Layout, Manifest, ModelEntry};
+use super::manifest::{InputSpec, Manifest, ModelEntry};
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -32,7 +32,7 @@ type Plan = Arc<TypedRunnableModel>;
 /// One loaded model with its input buffer.
 pub struct Model {
     pub entry: ModelEntry,
-    plan: Plan,
+    /// The optimised plan with its scratch state, reused for every run.
     state: TypedSimpleState,
     input: Vec<f32>,
 }
@@ -58,15 +58,15 @@ impl Model {
         let input = vec![0.0; shape.iter().product()];
         Ok(Model {
             entry,
-            plan,
             state,
             input,
         })
     }
 
-    /// The input tensor's data, to fill (see [`super::preprocess::sample_into`]).
-    pub fn input_mut(&mut self) -> &mut [f32] {
-        &mut self.input
+    /// The input's description and its tensor data, to fill together (see
+    /// [`super::preprocess::sample_into`]).
+    pub fn input(&mut self) -> (&InputSpec, &mut [f32]) {
+        (&self.entry.input, &mut self.input)
     }
 
     /// Runs the model on the current input; outputs in the manifest's order.
@@ -77,16 +77,6 @@ impl Model {
         };
         let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
         self.state.run(tvec![tensor.into()]).map_err(fail)
-    }
-
-    /// The layout the input buffer is in.
-    pub fn layout(&self) -> Layout {
-        self.entry.input.layout
-    }
-
-    /// The plan, for spawning more states on other threads.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
     }
 }
 
