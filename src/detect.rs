@@ -58,6 +58,9 @@ pub struct Detector {
     anchors: Vec<[f32; 2]>,
     max_faces: usize,
     candidates: Vec<Candidate>,
+    /// Indices of the outputs with roles `boxes` and `scores`.
+    boxes_output: usize,
+    scores_output: usize,
 }
 
 impl Detector {
@@ -99,9 +102,11 @@ impl Detector {
             }
         }
         let per_anchor = 4 + 2 * spec.keypoints;
-        let boxes = role_shape(&model, "boxes").map_err(unsuitable)?;
-        let scores = role_shape(&model, "scores").map_err(unsuitable)?;
-        if boxes != [1, anchors.len(), per_anchor] || scores != [1, anchors.len(), 1] {
+        let boxes_output = model.output_index("boxes")?;
+        let scores_output = model.output_index("scores")?;
+        let boxes = &entry.outputs[boxes_output].shape;
+        let scores = &entry.outputs[scores_output].shape;
+        if *boxes != [1, anchors.len(), per_anchor] || *scores != [1, anchors.len(), 1] {
             return Err(unsuitable(format!(
                 "outputs {boxes:?} and {scores:?} do not fit {} anchors with {} keypoints",
                 anchors.len(),
@@ -112,6 +117,8 @@ impl Detector {
             model,
             spec,
             anchors,
+            boxes_output,
+            scores_output,
             max_faces: config.max_faces,
             candidates: Vec::new(),
         })
@@ -129,23 +136,12 @@ impl Detector {
         let (spec, tensor) = self.model.input();
         sample_into(frame, &to_frame, spec, Border::Black, tensor);
         let outputs = self.model.run()?;
-        let (boxes, scores) = {
-            let entry = &self.model.entry;
-            let index = |role: &str| {
-                entry
-                    .outputs
-                    .iter()
-                    .position(|o| o.role == role)
-                    .expect("checked at load")
-            };
-            (index("boxes"), index("scores"))
-        };
         let fail = |e: tract_onnx::prelude::TractError| ModelError::Run {
             id: self.model.entry.id.clone(),
             reason: format!("{e:#}"),
         };
-        let boxes = values(&outputs[boxes]).map_err(fail)?;
-        let scores = values(&outputs[scores]).map_err(fail)?;
+        let boxes = values(&outputs[self.boxes_output]).map_err(fail)?;
+        let scores = values(&outputs[self.scores_output]).map_err(fail)?;
         let input_size = [tw as f32, th as f32];
         decode(
             &self.spec,
@@ -158,16 +154,6 @@ impl Detector {
         let merged = weighted_nms(&mut self.candidates, self.spec.nms_iou, self.max_faces);
         Ok(merged.into_iter().map(|c| to_face(&c, &to_frame)).collect())
     }
-}
-
-fn role_shape(model: &Model, role: &str) -> Result<Vec<usize>, String> {
-    model
-        .entry
-        .outputs
-        .iter()
-        .find(|o| o.role == role)
-        .map(|o| o.shape.clone())
-        .ok_or_else(|| format!("no output with role {role:?}"))
 }
 
 /// Turns raw outputs into candidates above the score threshold, in tensor pixels.

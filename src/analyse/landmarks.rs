@@ -11,19 +11,6 @@ use crate::model::{Model, ModelError, Task};
 /// Points of one landmark model run, in frame pixels.
 pub type Points = Vec<[f32; 3]>;
 
-/// Looks up the output with `role` among a model's outputs.
-fn output_index(model: &Model, role: &str) -> Result<usize, ModelError> {
-    model
-        .entry
-        .outputs
-        .iter()
-        .position(|o| o.role == role)
-        .ok_or_else(|| ModelError::Load {
-            id: model.entry.id.clone(),
-            reason: format!("no output with role {role:?}"),
-        })
-}
-
 fn expect_task(model: &Model, task: Task) -> Result<(), ModelError> {
     if model.entry.task == task {
         Ok(())
@@ -100,8 +87,8 @@ pub struct Mesh {
 impl FaceMesh {
     pub fn new(model: Model) -> Result<FaceMesh, ModelError> {
         expect_task(&model, Task::Mesh)?;
-        let landmarks = output_index(&model, "landmarks")?;
-        let flag = output_index(&model, "face_flag")?;
+        let landmarks = model.output_index("landmarks")?;
+        let flag = model.output_index("face_flag")?;
         Ok(FaceMesh {
             model,
             landmarks,
@@ -162,8 +149,8 @@ const EYE_ROI_SCALE: f32 = 2.3;
 impl Iris {
     pub fn new(model: Model) -> Result<Iris, ModelError> {
         expect_task(&model, Task::Iris)?;
-        let contour = output_index(&model, "eye_contour")?;
-        let iris = output_index(&model, "iris")?;
+        let contour = model.output_index("eye_contour")?;
+        let iris = model.output_index("iris")?;
         Ok(Iris {
             model,
             contour,

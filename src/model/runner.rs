@@ -63,6 +63,18 @@ impl Model {
         })
     }
 
+    /// Index of the output the manifest gives `role`.
+    pub fn output_index(&self, role: &str) -> Result<usize, ModelError> {
+        self.entry
+            .outputs
+            .iter()
+            .position(|o| o.role == role)
+            .ok_or_else(|| ModelError::Load {
+                id: self.entry.id.clone(),
+                reason: format!("no output with role {role:?}"),
+            })
+    }
+
     /// The input's description and its tensor data, to fill together (see
     /// [`super::preprocess::sample_into`]).
     pub fn input(&mut self) -> (&InputSpec, &mut [f32]) {
