@@ -3,7 +3,9 @@
 //! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
 //! only every `detect_every` frames, when a face is lost, or when there is none.
 
+pub mod chip;
 pub mod ibug68;
+pub mod identity;
 pub mod landmarks;
 pub mod pose;
 pub mod roi;
