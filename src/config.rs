@@ -52,6 +52,8 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub mqtt: MqttConfig,
     pub analysis: AnalysisConfig,
+    pub identity: IdentityConfig,
+    pub tracking: TrackingConfig,
     pub output: OutputConfig,
 }
 
@@ -223,6 +225,63 @@ impl Default for AnalysisConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Compute face descriptors and match them against the gallery (needs `analysis`).
+    pub enabled: bool,
+    /// Manifest id of the face descriptor model.
+    pub model: String,
+    /// The gallery file (created on the first enrolment, mode 0600).
+    pub gallery: PathBuf,
+    /// A face is a gallery identity when its descriptor is within this distance of one of the
+    /// identity's samples (0.1-2; dlib's 0.6 for its network), `unknown` otherwise.
+    pub match_distance: f32,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            enabled: true,
+            model: "dlib_resnet".into(),
+            gallery: "gallery.json".into(),
+            match_distance: 0.6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// A face continues a track when its box overlaps the track's predicted box by at least
+    /// this much (intersection over union, 0-1).
+    pub min_iou: f32,
+    /// A track not seen for this long (ms, 1-60000) is lost.
+    pub lost_after_ms: u32,
+    /// A lost track comes back when a new face's descriptor is within `reid_distance` (0.1-2)
+    /// of it within `reid_window_s` seconds (0-3600); after that window its visit ends.
+    pub reid_window_s: f32,
+    pub reid_distance: f32,
+    /// Identity (and the attributes) run when a track starts, then every this many frames of
+    /// the track (1-10000), or sooner when the face's quality (size, frontality, sharpness)
+    /// beats the best so far by `quality_gain` (0-10, a fraction).
+    pub refresh_frames: u32,
+    pub quality_gain: f32,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            min_iou: 0.3,
+            lost_after_ms: 1000,
+            reid_window_s: 10.0,
+            reid_distance: 0.5,
+            refresh_frames: 30,
+            quality_gain: 0.25,
+        }
+    }
+}
+
 /// Optional, larger parts of each face's record.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -355,6 +414,21 @@ impl Config {
             .map_err(|r| invalid("analysis.camera_hfov_deg", r))?;
         in_range(a.attention_cone_deg, 1.0, 90.0)
             .map_err(|r| invalid("analysis.attention_cone_deg", r))?;
+        let i = &self.identity;
+        if i.model.is_empty() {
+            return Err(invalid(
+                "identity.model",
+                "must name a model id of the manifest".into(),
+            ));
+        }
+        in_range(i.match_distance, 0.1, 2.0).map_err(|r| invalid("identity.match_distance", r))?;
+        let t = &self.tracking;
+        in_range(t.min_iou, 0.0, 1.0).map_err(|r| invalid("tracking.min_iou", r))?;
+        in_range(t.lost_after_ms, 1, 60_000).map_err(|r| invalid("tracking.lost_after_ms", r))?;
+        in_range(t.reid_window_s, 0.0, 3600.0).map_err(|r| invalid("tracking.reid_window_s", r))?;
+        in_range(t.reid_distance, 0.1, 2.0).map_err(|r| invalid("tracking.reid_distance", r))?;
+        in_range(t.refresh_frames, 1, 10_000).map_err(|r| invalid("tracking.refresh_frames", r))?;
+        in_range(t.quality_gain, 0.0, 10.0).map_err(|r| invalid("tracking.quality_gain", r))?;
         self.mqtt
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;

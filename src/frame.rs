@@ -7,7 +7,7 @@
 //! close to real time. For a recorded source nothing is dropped: capture waits for a buffer.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The largest ring the configuration accepts; the queues are `heapless` with this capacity.
 pub const MAX_RING_FRAMES: usize = 16;
@@ -19,6 +19,10 @@ pub struct Frame {
     pub seq: u64,
     /// Wall-clock time the frame was captured.
     pub captured_at: SystemTime,
+    /// The frame's time on its source's own clock, for measuring durations (dwell, attention):
+    /// frame count over frame rate in a recording, which may be read faster or slower than
+    /// real time; the capture time for cameras and stills.
+    pub pts: Duration,
     pub width: u32,
     pub height: u32,
     /// `width * height * 3` bytes.
@@ -26,11 +30,21 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Stamps the frame as captured now, on the wall clock.
+    pub fn stamp_now(&mut self) {
+        self.captured_at = SystemTime::now();
+        self.pts = self
+            .captured_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+    }
+
     /// A buffer with room for `width` x `height` pixels.
     pub fn with_capacity(width: u32, height: u32) -> Self {
         Frame {
             seq: 0,
             captured_at: SystemTime::UNIX_EPOCH,
+            pts: Duration::ZERO,
             width: 0,
             height: 0,
             rgb: Vec::with_capacity(width as usize * height as usize * 3),

@@ -7,8 +7,13 @@ use std::process::ExitCode;
 
 use facecast::capture::{list_devices, list_images};
 use facecast::config::{Config, ENV_OVERRIDES};
+use facecast::enrol::{self, GalleryService};
 use facecast::model::{Manifest, Model};
-use facecast::publish::{commands::NoGallery, Publisher};
+use facecast::pipeline::FrameStats;
+use facecast::publish::commands::{GalleryCommands, NoGallery};
+use facecast::publish::Publisher;
+use facecast::record::FrameRecord;
+use facecast::track::TrackEvent;
 use facecast::{annotate, pipeline};
 
 const USAGE: &str = "\
@@ -23,6 +28,10 @@ COMMANDS:
                                       [mqtt] host is set
     analyze [--annotate OUT] IMAGE... analyse images (files, directories or globs); one JSON
                                       line each; OUT is a PNG (one image) or a folder
+    enroll --name NAME IMAGE...       add a person to the gallery from photos of them (one
+                                      face per photo; several photos give several samples)
+    gallery list                      list the gallery's people and their sample counts
+    gallery remove NAME               remove a person from the gallery
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
@@ -48,6 +57,14 @@ enum Command {
         images: Vec<String>,
         annotate: Option<PathBuf>,
     },
+    Enroll {
+        name: String,
+        images: Vec<String>,
+    },
+    GalleryList,
+    GalleryRemove {
+        name: String,
+    },
     Devices,
     Models {
         verify: bool,
@@ -67,7 +84,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut config = None;
     let mut command_name: Option<String> = None;
     let (mut source, mut frames, mut annotate, mut verify) = (None, None, None, false);
-    let mut images = Vec::new();
+    let mut name = None;
+    // Positional arguments after the command: images, or the gallery action and its name.
+    let mut operands = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") => config = Some(parser.value()?.into()),
@@ -77,17 +96,38 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("frames") => frames = Some(parser.value()?.parse()?),
             Long("annotate") => annotate = Some(parser.value()?.into()),
             Long("verify") => verify = true,
+            Long("name") => name = Some(parser.value()?.string()?),
             Value(value) if command_name.is_none() => command_name = Some(value.string()?),
-            Value(value) if command_name.as_deref() == Some("analyze") => {
-                images.push(value.string()?)
+            Value(value)
+                if matches!(
+                    command_name.as_deref(),
+                    Some("analyze" | "enroll" | "gallery")
+                ) =>
+            {
+                operands.push(value.string()?)
             }
             _ => return Err(arg.unexpected()),
         }
     }
     let command = match command_name.as_deref() {
         Some("run") => Command::Run { source, frames },
-        Some("analyze") if !images.is_empty() => Command::Analyze { images, annotate },
+        Some("analyze") if !operands.is_empty() => Command::Analyze {
+            images: operands,
+            annotate,
+        },
         Some("analyze") => return Err("analyze needs at least one image".into()),
+        Some("enroll") => match (name, operands.is_empty()) {
+            (Some(name), false) => Command::Enroll {
+                name,
+                images: operands,
+            },
+            _ => return Err("enroll needs --name NAME and at least one image".into()),
+        },
+        Some("gallery") => match operands.as_slice() {
+            [action] if action == "list" => Command::GalleryList,
+            [action, name] if action == "remove" => Command::GalleryRemove { name: name.clone() },
+            _ => return Err("gallery needs `list` or `remove NAME`".into()),
+        },
         Some("devices") => Command::Devices,
         Some("models") => Command::Models { verify },
         Some("help") | None => Command::Help,
@@ -150,16 +190,11 @@ fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
         }
         Command::Version => println!("facecast {}", env!("CARGO_PKG_VERSION")),
         Command::Run { .. } => {
+            let analyser = pipeline::Analyser::load(config)?;
             let summary = if config.mqtt.enabled() {
-                run_mqtt(config)?
+                run_mqtt(config, analyser)?
             } else {
-                let stdout = std::io::stdout();
-                pipeline::run(config, |record, _| {
-                    let mut out = stdout.lock();
-                    serde_json::to_writer(&mut out, record)?;
-                    out.write_all(b"\n")?;
-                    out.flush()
-                })?
+                pipeline::run(config, analyser, &mut StdoutSink)?
             };
             log::info!(
                 "{} frames captured, {} analysed, {} dropped, {} corrupt, {} failed, source reopened {} times",
@@ -197,19 +232,84 @@ fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
             }
         }
         Command::Models { verify } => return models(config, verify),
+        Command::Enroll { name, images } => return enroll(config, &name, &images),
+        Command::GalleryList => {
+            let gallery = pipeline::open_gallery(config)?;
+            if gallery.people().is_empty() {
+                println!("{}: no one enrolled", gallery.path().display());
+            }
+            for person in gallery.people() {
+                println!("{}\t{} samples", person.name, person.samples.len());
+            }
+        }
+        Command::GalleryRemove { name } => {
+            let mut gallery = pipeline::open_gallery(config)?;
+            if !gallery.forget(&name)? {
+                eprintln!("facecast: {name:?} is not in {}", gallery.path().display());
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("removed {name:?}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Development output: records as JSON lines on stdout, track events in the log.
+struct StdoutSink;
+
+impl pipeline::Sink for StdoutSink {
+    fn frame(&mut self, record: &FrameRecord, _: &FrameStats) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    fn events(&mut self, events: &[TrackEvent]) -> std::io::Result<()> {
+        for event in events {
+            log::info!("event: {}", serde_json::to_string(event)?);
+        }
+        Ok(())
+    }
+}
+
+/// Results to MQTT.
+struct MqttSink<'a>(&'a mut Publisher);
+
+impl pipeline::Sink for MqttSink<'_> {
+    fn frame(&mut self, record: &FrameRecord, stats: &FrameStats) -> std::io::Result<()> {
+        self.0.frame(record, stats);
+        Ok(())
+    }
+
+    fn events(&mut self, events: &[TrackEvent]) -> std::io::Result<()> {
+        self.0.events(events);
+        Ok(())
+    }
+}
+
 /// Runs the pipeline publishing to MQTT. SIGTERM and SIGINT stop it cleanly (queued messages
 /// delivered within the stop timeout, `offline` published, DISCONNECT sent) and exit 0.
-fn run_mqtt(config: &Config) -> AnyResult<pipeline::RunSummary> {
-    // Identity is not in this build: the gallery commands answer that it is not available.
-    let mut publisher = Publisher::start(
-        config,
-        std::slice::from_ref(&config.detector.model),
-        Box::new(NoGallery),
-    )?;
+fn run_mqtt(config: &Config, analyser: pipeline::Analyser) -> AnyResult<pipeline::RunSummary> {
+    let gallery: Box<dyn GalleryCommands> = match analyser.gallery() {
+        Some(gallery) => Box::new(GalleryService::new(
+            gallery,
+            analyser.track_samples(),
+            config,
+        )),
+        None => Box::new(NoGallery),
+    };
+    let mut models = vec![config.detector.model.clone()];
+    if config.analysis.enabled {
+        models.extend([
+            config.analysis.mesh_model.clone(),
+            config.analysis.iris_model.clone(),
+        ]);
+        if config.identity.enabled {
+            models.push(config.identity.model.clone());
+        }
+    }
+    let mut publisher = Publisher::start(config, &models, gallery)?;
     let stopper = publisher.stopper();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -224,10 +324,7 @@ fn run_mqtt(config: &Config) -> AnyResult<pipeline::RunSummary> {
                 std::process::exit(0);
             }
         })?;
-    let summary = pipeline::run(config, |record, stats| {
-        publisher.frame(record, stats);
-        Ok(())
-    });
+    let summary = pipeline::run(config, analyser, &mut MqttSink(&mut publisher));
     publisher.stop();
     Ok(summary?)
 }
@@ -260,7 +357,7 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
         let record = pipeline::frame_record(
             &config.device.id,
             &result.frame,
-            &result.faces,
+            &result.analysis,
             &config.output,
             Some(&file),
         );
@@ -273,10 +370,47 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
             } else {
                 target.to_path_buf()
             };
-            annotate::draw(&result.frame, &result.faces).save(&target)?;
+            annotate::draw(&result.frame, &result.analysis.faces).save(&target)?;
         }
     }
     Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `enroll`: each photo's one face becomes a sample of `name`. Photos that fail are reported
+/// and left out; the exit code says whether any failed.
+fn enroll(config: &Config, name: &str, patterns: &[String]) -> AnyResult<ExitCode> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let found = list_images(pattern)?;
+        if found.is_empty() {
+            return Err(format!("{pattern}: no image files").into());
+        }
+        files.extend(found);
+    }
+    let mut gallery = pipeline::open_gallery(config)?;
+    facecast::gallery::check_name(name)?;
+    let mut analyser = pipeline::Analyser::load(config)?;
+    let mut samples = Vec::new();
+    for path in &files {
+        match enrol::describe_photo(&mut analyser, path) {
+            Ok(descriptor) => samples.push(descriptor),
+            Err(e) => eprintln!("facecast: {}: {e}", path.display()),
+        }
+    }
+    if samples.is_empty() {
+        return Err(format!("no usable photo of {name:?}; the gallery is unchanged").into());
+    }
+    let count = gallery.enroll(name, &samples)?;
+    println!(
+        "{name:?}: {} samples added, {count} in all ({})",
+        samples.len(),
+        gallery.path().display()
+    );
+    Ok(if samples.len() == files.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

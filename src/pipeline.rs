@@ -10,13 +10,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+use std::sync::RwLock;
+
+use crate::analyse::identity::{Embedder, Embedding, NoRecognition, Recogniser, SharedGallery};
 use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
-use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::config::{Config, IdentityConfig, OutputConfig, SourceConfig};
 use crate::detect::{DetectError, Detector};
 use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
+use crate::gallery::{Gallery, GalleryError};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
+use crate::track::{TrackAnalysis, TrackCounts, TrackEvent, TrackSamples, TrackedFace, Tracker};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -28,6 +33,10 @@ pub enum PipelineError {
     Analyse(#[from] AnalyseError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    #[error("cannot enrol: {0}")]
+    Enrol(String),
     #[error("cannot start the capture thread: {0}")]
     Thread(io::Error),
 }
@@ -62,6 +71,8 @@ pub struct FrameStats {
     pub captured: u64,
     pub corrupt: u64,
     pub failed: u64,
+    /// Tracking's running counts after this frame.
+    pub tracks: TrackCounts,
 }
 
 /// Counters the capture thread updates while analysis reads them.
@@ -88,27 +99,50 @@ fn detector_from(manifest: &Manifest, config: &Config) -> Result<Detector, Pipel
 }
 
 /// Everything run on a frame: detection, then (when enabled) each face's landmarks, pose
-/// and gaze.
+/// and gaze, then tracking with the per-track work (descriptors and recognition).
 pub struct Analyser {
     detector: Detector,
     faces: Option<FaceAnalyser>,
+    recogniser: Option<Recogniser>,
+    tracker: Tracker,
+}
+
+/// One frame's analysis.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub faces: Vec<AnalysedFace>,
+    /// Each face's track, in the order of `faces`.
+    pub tracks: Vec<TrackedFace>,
+    pub events: Vec<TrackEvent>,
 }
 
 impl Analyser {
     pub fn load(config: &Config) -> Result<Analyser, PipelineError> {
         let manifest = Manifest::load(&config.models.dir)?;
+        let verify = config.models.verify_sha256;
         let faces = if config.analysis.enabled {
-            Some(FaceAnalyser::new(
-                &manifest,
-                &config.analysis,
-                config.models.verify_sha256,
-            )?)
+            Some(FaceAnalyser::new(&manifest, &config.analysis, verify)?)
+        } else {
+            None
+        };
+        // Descriptors are cut from the mesh's points: identity needs the landmarks.
+        let recogniser = if config.analysis.enabled && config.identity.enabled {
+            let identity = &config.identity;
+            let model = Model::load(&manifest, &identity.model, verify)?;
+            let gallery = Gallery::open(&identity.gallery, descriptor_model(&manifest, identity))?;
+            Some(Recogniser::new(
+                Embedder::new(model)?,
+                Arc::new(RwLock::new(gallery)),
+                identity.match_distance,
+            ))
         } else {
             None
         };
         Ok(Analyser {
             detector: detector_from(&manifest, config)?,
             faces,
+            tracker: Tracker::new(&config.tracking, recogniser.is_some()),
+            recogniser,
         })
     }
 
@@ -122,13 +156,24 @@ impl Analyser {
         self.faces.as_ref().map(FaceAnalyser::detector_runs)
     }
 
-    /// The faces of `frame`; `continues` says whether it follows the previous frame in time.
-    pub fn analyse(
-        &mut self,
-        frame: &Frame,
-        continues: bool,
-    ) -> Result<Vec<AnalysedFace>, PipelineError> {
-        Ok(match &mut self.faces {
+    /// The gallery recognition matches against, when identity is on.
+    pub fn gallery(&self) -> Option<SharedGallery> {
+        self.recogniser.as_ref().map(|r| r.gallery().clone())
+    }
+
+    /// The tracks' clearest descriptors, for enrolling from a track.
+    pub fn track_samples(&self) -> TrackSamples {
+        self.tracker.samples()
+    }
+
+    pub fn track_counts(&self) -> TrackCounts {
+        self.tracker.counts()
+    }
+
+    /// The faces of `frame`, tracked; `continues` says whether it follows the previous frame
+    /// in time.
+    pub fn analyse(&mut self, frame: &Frame, continues: bool) -> Result<Analysis, PipelineError> {
+        let faces = match &mut self.faces {
             Some(faces) => faces.analyse(frame, &mut self.detector, continues)?,
             None => self
                 .detector
@@ -139,15 +184,72 @@ impl Analyser {
                     landmarks: None,
                 })
                 .collect(),
+        };
+        let work: &mut dyn TrackAnalysis = match &mut self.recogniser {
+            Some(recogniser) => recogniser,
+            None => &mut NoRecognition,
+        };
+        let update = self.tracker.update(frame, &faces, continues, work)?;
+        Ok(Analysis {
+            faces,
+            tracks: update.faces,
+            events: update.events,
         })
     }
+
+    /// The descriptor of the one face in `frame` (an enrolment photo): an error when there is
+    /// no face or more than one, or identity is off.
+    pub fn describe_single_face(&mut self, frame: &Frame) -> Result<Embedding, PipelineError> {
+        let Some(faces) = &mut self.faces else {
+            return Err(PipelineError::Enrol(
+                "face analysis is off ([analysis] enabled = false)".into(),
+            ));
+        };
+        let found = faces.analyse(frame, &mut self.detector, false)?;
+        let Some(recogniser) = &mut self.recogniser else {
+            return Err(PipelineError::Enrol(
+                "identity is off ([identity] enabled = false)".into(),
+            ));
+        };
+        match found.as_slice() {
+            [face] => recogniser
+                .describe(frame, face)?
+                .ok_or_else(|| PipelineError::Enrol("the face has no landmarks".into())),
+            [] => Err(PipelineError::Enrol("no face found".into())),
+            more => Err(PipelineError::Enrol(format!(
+                "{} faces found; an enrolment photo must show one",
+                more.len()
+            ))),
+        }
+    }
+
+    /// Ends every track (at the end of the source): their `track_end` and `visit` events.
+    pub fn finish(&mut self) -> Vec<TrackEvent> {
+        self.tracker.finish()
+    }
+}
+
+/// The model id a gallery records: a variant's descriptors compare with its original's.
+fn descriptor_model<'a>(manifest: &'a Manifest, identity: &'a IdentityConfig) -> &'a str {
+    manifest
+        .entry(&identity.model)
+        .ok()
+        .and_then(|e| e.variant_of.as_deref())
+        .unwrap_or(&identity.model)
+}
+
+/// The configured gallery, for the `enroll` and `gallery` commands.
+pub fn open_gallery(config: &Config) -> Result<Gallery, PipelineError> {
+    let manifest = Manifest::load(&config.models.dir)?;
+    let model = descriptor_model(&manifest, &config.identity);
+    Ok(Gallery::open(&config.identity.gallery, model)?)
 }
 
 /// The record of one analysed frame.
 pub fn frame_record<'a>(
     device: &'a str,
     frame: &Frame,
-    faces: &[AnalysedFace],
+    analysis: &Analysis,
     output: &OutputConfig,
     file: Option<&'a str>,
 ) -> FrameRecord<'a> {
@@ -159,7 +261,12 @@ pub fn frame_record<'a>(
         w: frame.width,
         h: frame.height,
         file,
-        faces: faces.iter().map(|f| FaceRecord::new(f, output)).collect(),
+        faces: analysis
+            .faces
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FaceRecord::new(f, analysis.tracks.get(i), output))
+            .collect(),
     }
 }
 
@@ -270,14 +377,22 @@ fn capture_loop(
     ring.close();
 }
 
+/// Where a run's output goes.
+pub trait Sink {
+    /// One analysed frame's record and statistics.
+    fn frame(&mut self, record: &FrameRecord, stats: &FrameStats) -> io::Result<()>;
+    /// Track events, in order: a frame's (before its record), or the last ones at the end.
+    fn events(&mut self, events: &[TrackEvent]) -> io::Result<()>;
+}
+
 /// Runs the loop until the source ends, `config.pipeline.max_frames` frames were analysed, or
-/// `emit` fails (e.g. stdout closed). `emit` receives each frame's record and statistics.
+/// the sink fails (e.g. stdout closed); then ends the remaining tracks.
 pub fn run(
     config: &Config,
-    mut emit: impl FnMut(&FrameRecord, &FrameStats) -> io::Result<()>,
+    mut analyser: Analyser,
+    sink: &mut dyn Sink,
 ) -> Result<RunSummary, PipelineError> {
     let spec = SourceSpec::parse(&config.source.uri)?;
-    let mut analyser = Analyser::load(config)?;
     let source = open_source(&spec, &config.source, &mut Backoff::new(&config.source))?;
     log::info!(
         "reading {}; detector {}",
@@ -315,7 +430,7 @@ pub fn run(
             .duration_since(frame.captured_at)
             .unwrap_or_default();
         match analyser.analyse(&frame, continues) {
-            Ok(faces) => {
+            Ok(analysis) => {
                 let stats = FrameStats {
                     waited,
                     analysis: started.elapsed(),
@@ -323,9 +438,14 @@ pub fn run(
                     captured: counters.captured.load(Ordering::Relaxed),
                     corrupt: counters.corrupt.load(Ordering::Relaxed),
                     failed: summary.failed,
+                    tracks: analyser.track_counts(),
                 };
-                let record = frame_record(&config.device.id, &frame, &faces, &config.output, None);
-                if let Err(e) = emit(&record, &stats) {
+                let record =
+                    frame_record(&config.device.id, &frame, &analysis, &config.output, None);
+                let sent = sink
+                    .events(&analysis.events)
+                    .and_then(|()| sink.frame(&record, &stats));
+                if let Err(e) = sent {
                     log::info!("output closed ({e}); stopping");
                     ring.recycle(frame);
                     break;
@@ -343,6 +463,9 @@ pub fn run(
         }
     }
     ring.close();
+    if let Err(e) = sink.events(&analyser.finish()) {
+        log::warn!("the last track events were not sent: {e}");
+    }
     // A capture thread blocked reading stdin cannot be woken; it ends with the process.
     if capture.is_finished() {
         let _ = capture.join();
@@ -359,7 +482,7 @@ pub fn run(
 pub struct ImageResult {
     pub path: PathBuf,
     pub frame: Frame,
-    pub faces: Vec<AnalysedFace>,
+    pub analysis: Analysis,
 }
 
 /// Analyses one image file.
@@ -371,10 +494,10 @@ pub fn analyze_image(
     let mut frame = Frame::with_capacity(0, 0);
     capture::load_image(path, &mut frame)?;
     frame.seq = seq;
-    let faces = analyser.analyse(&frame, false)?;
+    let analysis = analyser.analyse(&frame, false)?;
     Ok(ImageResult {
         path: path.to_path_buf(),
         frame,
-        faces,
+        analysis,
     })
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::analyse::AnalysedFace;
 use crate::config::OutputConfig;
 use crate::detect::Face;
+use crate::track::TrackedFace;
 
 /// Version of the record layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,6 +35,12 @@ pub struct FrameRecord<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct FaceRecord {
+    /// Track id: the same face keeps it from frame to frame (and back after a short absence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// The recognised gallery person; absent when unknown or identity is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
     /// Box: left, top, width, height (pixels, 0.1 px).
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
@@ -84,6 +91,8 @@ impl From<&Face> for FaceRecord {
     fn from(face: &Face) -> Self {
         let b = &face.bbox;
         FaceRecord {
+            id: None,
+            who: None,
             bbox: [round(b.x, 1), round(b.y, 1), round(b.w, 1), round(b.h, 1)],
             score: round(face.score, 3),
             kp: face
@@ -103,9 +112,14 @@ impl From<&Face> for FaceRecord {
 }
 
 impl FaceRecord {
-    /// The record of an analysed face, with the optional parts `output` asks for.
-    pub fn new(face: &AnalysedFace, output: &OutputConfig) -> Self {
+    /// The record of an analysed face and its track, with the optional parts `output` asks
+    /// for.
+    pub fn new(face: &AnalysedFace, track: Option<&TrackedFace>, output: &OutputConfig) -> Self {
         let mut record = FaceRecord::from(&face.detection);
+        if let Some(track) = track {
+            record.id = Some(track.id);
+            record.who = track.identity.as_ref().map(|m| m.name.clone());
+        }
         let Some(landmarks) = &face.landmarks else {
             return record;
         };

@@ -12,11 +12,13 @@ fn analyser(detector: &str) -> Analyser {
     let mut config = Config::default();
     config.models.dir = common::models_dir();
     config.detector.model = detector.into();
+    // Landmarks only: descriptors would only slow these tests down.
+    config.identity.enabled = false;
     Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn analyse(analyser: &mut Analyser, frame: &Frame) -> Vec<AnalysedFace> {
-    analyser.analyse(frame, false).unwrap()
+    analyser.analyse(frame, false).unwrap().faces
 }
 
 /// The only (or the largest) analysed face.
@@ -327,7 +329,7 @@ fn faces_are_followed_by_their_landmarks_between_detections() {
     // Ten frames of a face moving right by 4 px a frame: detection on frames 0 and 5 only.
     for step in 0..10 {
         let frame = shifted(&photo, 4 * step);
-        let faces = analyser.analyse(&frame, true).unwrap();
+        let faces = analyser.analyse(&frame, true).unwrap().faces;
         assert_eq!(faces.len(), 1, "frame {step}");
         let x = faces[0].detection.bbox.x;
         if let Some(previous) = previous_x {
@@ -342,8 +344,8 @@ fn faces_are_followed_by_their_landmarks_between_detections() {
     assert_eq!(analyser.detector_runs(), Some(2));
     // The face leaves: it is lost, and the detector runs again on the next frame.
     let empty = common::load_frame(&common::images().join("dlib/dogs.jpg"));
-    assert!(analyser.analyse(&empty, true).unwrap().is_empty());
-    assert!(analyser.analyse(&photo, true).unwrap().len() == 1);
+    assert!(analyser.analyse(&empty, true).unwrap().faces.is_empty());
+    assert!(analyser.analyse(&photo, true).unwrap().faces.len() == 1);
     assert_eq!(
         analyser.detector_runs(),
         Some(4),

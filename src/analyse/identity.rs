@@ -2,12 +2,18 @@
 //! embedding network. Two descriptors of the same person lie close (Euclidean distance under
 //! about 0.6 for dlib's network); the gallery (`crate::gallery`) matches by that distance.
 
-use super::chip::{ChipCutter, Points5};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::chip::{points5_from_mesh, ChipCutter, Points5};
+use super::{AnalyseError, AnalysedFace};
 use crate::frame::Frame;
+use crate::gallery::{Gallery, Match};
 use crate::geometry::Affine;
 use crate::model::preprocess::{sample_into, Border};
 use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
+use crate::track::TrackAnalysis;
 
 /// Chip padding around dlib's mean face, as `dlib.get_face_chip`'s default (the Python API's;
 /// the C++ default is 0.2), which the recognition network was used with.
@@ -68,5 +74,83 @@ impl Embedder {
     /// The chip of the last [`Embedder::embed`] call (for inspection and tests).
     pub fn last_chip(&self) -> &Frame {
         &self.chip
+    }
+}
+
+/// The gallery as the analysis and command threads share it.
+pub type SharedGallery = Arc<RwLock<Gallery>>;
+
+/// Descriptors and gallery matching, as the tracker schedules them.
+pub struct Recogniser {
+    embedder: Embedder,
+    gallery: SharedGallery,
+    match_distance: f32,
+    /// When the gallery file was last checked for changes by other processes.
+    checked: Instant,
+}
+
+/// How often the gallery file is checked for changes made by other processes (`enroll`).
+const GALLERY_CHECK: Duration = Duration::from_secs(2);
+
+impl Recogniser {
+    pub fn new(embedder: Embedder, gallery: SharedGallery, match_distance: f32) -> Self {
+        Recogniser {
+            embedder,
+            gallery,
+            match_distance,
+            checked: Instant::now(),
+        }
+    }
+
+    pub fn gallery(&self) -> &SharedGallery {
+        &self.gallery
+    }
+
+    /// The descriptor of an analysed face (from its mesh), if it has landmarks.
+    pub fn describe(
+        &mut self,
+        frame: &Frame,
+        face: &AnalysedFace,
+    ) -> Result<Option<Embedding>, ModelError> {
+        let Some(landmarks) = &face.landmarks else {
+            return Ok(None);
+        };
+        if self.checked.elapsed() >= GALLERY_CHECK {
+            self.checked = Instant::now();
+            // A poisoned lock still holds a whole gallery: saves replace it only on success.
+            let mut gallery = self.gallery.write().unwrap_or_else(|e| e.into_inner());
+            gallery.refresh();
+        }
+        let points = points5_from_mesh(&landmarks.mesh.points);
+        self.embedder.embed(frame, &points).map(Some)
+    }
+}
+
+impl TrackAnalysis for Recogniser {
+    fn describe(
+        &mut self,
+        frame: &Frame,
+        face: &AnalysedFace,
+    ) -> Result<Option<Embedding>, AnalyseError> {
+        Ok(Recogniser::describe(self, frame, face)?)
+    }
+
+    fn identify(&self, descriptor: &[f32]) -> Option<Match> {
+        // A poisoned lock still holds a valid gallery (writes replace it whole).
+        let gallery = self.gallery.read().unwrap_or_else(|e| e.into_inner());
+        gallery.best_match(descriptor, self.match_distance)
+    }
+}
+
+/// The tracker's per-track work when identity is off: none.
+pub struct NoRecognition;
+
+impl TrackAnalysis for NoRecognition {
+    fn describe(&mut self, _: &Frame, _: &AnalysedFace) -> Result<Option<Embedding>, AnalyseError> {
+        Ok(None)
+    }
+
+    fn identify(&self, _: &[f32]) -> Option<Match> {
+        None
     }
 }

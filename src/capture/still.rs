@@ -1,7 +1,6 @@
 //! Still images as a source: one file, every image of a directory, or a glob, in sorted order.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use super::{CaptureError, FrameSource, Grab};
 use crate::frame::Frame;
@@ -71,7 +70,7 @@ pub fn load_into(path: &Path, frame: &mut Frame) -> Result<(), CaptureError> {
     frame
         .resize(image.width(), image.height())
         .copy_from_slice(image.as_raw());
-    frame.captured_at = SystemTime::now();
+    frame.stamp_now();
     Ok(())
 }
 

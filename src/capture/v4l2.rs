@@ -4,7 +4,7 @@
 //! choice, stride handling, pixel conversion) is tested without one.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use v4l::buffer::Type;
 use v4l::format::quantization::Quantization;
@@ -203,7 +203,7 @@ impl FrameSource for V4l2Camera {
         } else {
             pixel::to_rgb(self.format, self.range, data, self.width, self.height, rgb)?;
         }
-        frame.captured_at = SystemTime::now();
+        frame.stamp_now();
         Ok(Grab::Frame)
     }
 }

@@ -2,7 +2,7 @@
 //! or camera that ffmpeg reads can be piped into facecast.
 
 use std::io::{BufRead, ErrorKind, Read, Write};
-use std::time::SystemTime;
+use std::time::Duration;
 
 use super::{CaptureError, FrameSource, Grab};
 use crate::frame::Frame;
@@ -126,6 +126,8 @@ pub struct Y4mReader<R> {
     raw: Vec<u8>,
     line: Vec<u8>,
     ended: bool,
+    /// Frames read so far: with the header's frame rate, each frame's time in the recording.
+    frames: u64,
 }
 
 impl<R: BufRead + Send> Y4mReader<R> {
@@ -144,6 +146,7 @@ impl<R: BufRead + Send> Y4mReader<R> {
             header,
             line,
             ended: false,
+            frames: 0,
         })
     }
 
@@ -213,7 +216,13 @@ impl<R: BufRead + Send> FrameSource for Y4mReader<R> {
         let h = self.header;
         let rgb = frame.resize(h.width, h.height);
         pixel::to_rgb(h.format, h.range, &self.raw, h.width, h.height, rgb)?;
-        frame.captured_at = SystemTime::now();
+        frame.stamp_now();
+        let (num, den) = self.header.fps;
+        if num > 0 && den > 0 {
+            frame.pts =
+                Duration::from_secs_f64(self.frames as f64 * f64::from(den) / f64::from(num));
+        }
+        self.frames += 1;
         Ok(Grab::Frame)
     }
 }

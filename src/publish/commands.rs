@@ -5,7 +5,7 @@
 //! changes; a request that fails any check gets `ok: false` with the reason and changes
 //! nothing. Parsing is serde on bounded input, so no payload can panic the process.
 //!
-//! The gallery commands (`enroll`, `forget`, `list`) go through the [`Gallery`] trait, which
+//! The gallery commands (`enroll`, `forget`, `list`) go through the [`GalleryCommands`] trait, which
 //! the identity module implements; until it exists, [`NoGallery`] answers each with
 //! "identity is not available in this build".
 
@@ -51,7 +51,7 @@ pub enum GalleryError {
 }
 
 /// The known identities, as the commands see them.
-pub trait Gallery: Send {
+pub trait GalleryCommands: Send {
     fn enroll(&mut self, name: &str, from: EnrollFrom<'_>) -> Result<GalleryEntry, GalleryError>;
     /// Whether `name` was there.
     fn forget(&mut self, name: &str) -> Result<bool, GalleryError>;
@@ -61,7 +61,7 @@ pub trait Gallery: Send {
 /// The gallery of a build without identity: every command is refused.
 pub struct NoGallery;
 
-impl Gallery for NoGallery {
+impl GalleryCommands for NoGallery {
     fn enroll(&mut self, _: &str, _: EnrollFrom<'_>) -> Result<GalleryEntry, GalleryError> {
         Err(GalleryError::Unavailable)
     }
@@ -241,12 +241,12 @@ fn validate(command: &Command) -> Result<(), String> {
 
 /// Carries out commands against the gallery and the `faces` rate.
 pub struct CommandHandler {
-    gallery: Box<dyn Gallery>,
+    gallery: Box<dyn GalleryCommands>,
     faces_gate: Arc<Mutex<FacesGate>>,
 }
 
 impl CommandHandler {
-    pub fn new(gallery: Box<dyn Gallery>, faces_gate: Arc<Mutex<FacesGate>>) -> Self {
+    pub fn new(gallery: Box<dyn GalleryCommands>, faces_gate: Arc<Mutex<FacesGate>>) -> Self {
         CommandHandler {
             gallery,
             faces_gate,

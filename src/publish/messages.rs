@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::Encoding;
 use crate::record::SCHEMA_VERSION;
+use crate::track::{TrackCounts, TrackEvent};
 
 use super::PublishError;
 
@@ -84,13 +85,15 @@ pub struct Event<'a> {
     pub what: EventKind,
 }
 
-/// What happened. Track, identity and visit events are in the schema already and come with
-/// tracking and recognition.
+/// What happened: the face count changed, or something happened to a track.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum EventKind {
     /// The number of faces in the analysed frame changed from `was` to `n` at frame `frame`.
     Count { n: usize, was: usize, frame: u64 },
+    /// Tracking's own events, tagged by their own `t`.
+    #[serde(untagged)]
+    Track(TrackEvent),
 }
 
 /// Mean and maximum of a stage's latency over the period, milliseconds (0.01 ms).
@@ -149,6 +152,8 @@ pub struct Stats<'a> {
     pub frames: FrameCounts,
     /// Frames waiting in the ring now.
     pub ring: u64,
+    /// Tracking: faces now, visits, visitors and recognised people since the start.
+    pub trk: TrackCounts,
     pub faces: TopicCounts,
     pub events: TopicCounts,
     /// Connections to the broker made since the start.
@@ -179,6 +184,7 @@ pub struct Response<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::track::Visit;
 
     #[test]
     fn events_are_flat_and_cbor_decodes_to_the_same_value() {
@@ -204,6 +210,27 @@ mod tests {
         assert_eq!(
             decoded,
             serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+        );
+    }
+
+    #[test]
+    fn track_events_carry_their_own_tag() {
+        let visit = Event {
+            v: SCHEMA_VERSION,
+            dev: "cam",
+            seq: 4,
+            ts: 2.0,
+            what: EventKind::Track(TrackEvent::Visit(Visit {
+                track: 7,
+                name: None,
+                start: 1.0,
+                dur: 3.5,
+                att: Some(0.25),
+            })),
+        };
+        assert_eq!(
+            String::from_utf8(encode(Encoding::Json, &visit).unwrap()).unwrap(),
+            r#"{"v":1,"dev":"cam","seq":4,"ts":2.0,"t":"visit","track":7,"start":1.0,"dur":3.5,"att":0.25}"#
         );
     }
 

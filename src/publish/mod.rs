@@ -34,8 +34,9 @@ use thiserror::Error;
 use crate::config::{Config, Encoding};
 use crate::pipeline::FrameStats;
 use crate::record::{unix_seconds, FrameRecord, SCHEMA_VERSION};
+use crate::track::TrackEvent;
 
-use commands::{CommandHandler, Gallery, Outcome};
+use commands::{CommandHandler, GalleryCommands, Outcome};
 use messages::{encode, round, Event, EventKind, Presence, Response, Stats, Status, TopicCounts};
 use outbox::{Kind, Message, Outbox};
 use rate::FacesGate;
@@ -268,6 +269,7 @@ impl Shared {
             lat: period.latencies,
             frames: period.frames,
             ring: period.ring_depth,
+            trk: period.tracks,
             faces: topic_counts(faces, Some(self.faces_skipped.load(Ordering::Relaxed))),
             events: topic_counts(events, None),
             conn: self.connections.load(Ordering::Relaxed),
@@ -397,7 +399,7 @@ impl Publisher {
     pub fn start(
         config: &Config,
         models: &[String],
-        gallery: Box<dyn Gallery>,
+        gallery: Box<dyn GalleryCommands>,
     ) -> Result<Publisher, PublishError> {
         let mqtt = &config.mqtt;
         let device = config.device.id.clone();
@@ -542,6 +544,13 @@ impl Publisher {
             shared.faces_skipped.fetch_add(1, Ordering::Relaxed);
         }
         lock(&shared.window).add(frame_stats, started.elapsed());
+    }
+
+    /// Publishes track events, in order, on `events`. Never blocks on the network.
+    pub fn events(&self, events: &[TrackEvent]) {
+        for event in events {
+            self.shared.event(EventKind::Track(event.clone()));
+        }
     }
 
     /// A handle that stops this publisher from another thread.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::pipeline::FrameStats;
+use crate::track::TrackCounts;
 
 use super::messages::{round, FrameCounts, Latencies, Latency};
 
@@ -56,6 +57,7 @@ pub struct Period {
     pub latencies: Latencies,
     pub frames: FrameCounts,
     pub ring_depth: u64,
+    pub tracks: TrackCounts,
 }
 
 impl StatsWindow {
@@ -105,6 +107,7 @@ impl StatsWindow {
                 fail: latest.failed,
             },
             ring_depth: latest.ring.depth as u64,
+            tracks: latest.tracks,
         };
         *self = StatsWindow {
             analysed: self.analysed,
@@ -163,6 +166,7 @@ mod tests {
                 captured: 9,
                 corrupt: 1,
                 failed: 0,
+                tracks: TrackCounts::default(),
             };
             window.add(&frame, Duration::from_micros(50));
         }
