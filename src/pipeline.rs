@@ -10,6 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+use crate::analyse::action_units::{ActionUnits, Measures};
+use crate::analyse::attribute_track::unsmoothed;
+use crate::analyse::attributes::{AttributeAnalyser, Attributes};
 use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
 use crate::config::{Config, OutputConfig, SourceConfig};
@@ -92,6 +95,8 @@ fn detector_from(manifest: &Manifest, config: &Config) -> Result<Detector, Pipel
 pub struct Analyser {
     detector: Detector,
     faces: Option<FaceAnalyser>,
+    attributes: Option<AttributeAnalyser>,
+    action_units: bool,
 }
 
 impl Analyser {
@@ -106,9 +111,20 @@ impl Analyser {
         } else {
             None
         };
+        let attributes = if config.analysis.enabled && config.attributes.enabled {
+            Some(AttributeAnalyser::new(
+                &manifest,
+                &config.attributes,
+                config.models.verify_sha256,
+            )?)
+        } else {
+            None
+        };
         Ok(Analyser {
             detector: detector_from(&manifest, config)?,
             faces,
+            attributes,
+            action_units: config.analysis.enabled && config.attributes.action_units,
         })
     }
 
@@ -128,7 +144,7 @@ impl Analyser {
         frame: &Frame,
         continues: bool,
     ) -> Result<Vec<AnalysedFace>, PipelineError> {
-        Ok(match &mut self.faces {
+        let mut analysed = match &mut self.faces {
             Some(faces) => faces.analyse(frame, &mut self.detector, continues)?,
             None => self
                 .detector
@@ -137,9 +153,31 @@ impl Analyser {
                 .map(|detection| AnalysedFace {
                     detection,
                     landmarks: None,
+                    attributes: None,
                 })
                 .collect(),
-        })
+        };
+        for face in &mut analysed {
+            let Some(landmarks) = &face.landmarks else {
+                continue;
+            };
+            // Every face, every frame, unsmoothed, until tracking holds an AttributeTrack
+            // per face and decides when to estimate.
+            let estimate = match &mut self.attributes {
+                Some(attributes) => attributes.estimate(frame, &landmarks.mesh.points)?,
+                None => Attributes::default(),
+            };
+            let action_units = self.action_units.then(|| {
+                ActionUnits::score(
+                    &Measures::of_mesh(&landmarks.mesh.points),
+                    &Measures::population_neutral(),
+                )
+            });
+            if self.attributes.is_some() || action_units.is_some() {
+                face.attributes = Some(unsmoothed(&estimate, action_units));
+            }
+        }
+        Ok(analysed)
     }
 }
 

@@ -3,6 +3,10 @@
 //! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
 //! only every `detect_every` frames, when a face is lost, or when there is none.
 
+pub mod action_units;
+pub mod attribute_track;
+pub mod attributes;
+pub mod canonical_mesh;
 pub mod ibug68;
 pub mod landmarks;
 pub mod pose;
@@ -35,6 +39,8 @@ pub struct AnalysedFace {
     pub detection: Face,
     /// Mesh, eyes, pose and gaze; `None` when analysis is off.
     pub landmarks: Option<FaceLandmarks>,
+    /// Age, gender, expression, action units; `None` when not estimated for this face.
+    pub attributes: Option<attribute_track::TrackAttributes>,
 }
 
 /// What the landmark models say about a face.
@@ -187,6 +193,7 @@ impl FaceAnalyser {
             });
             faces.push(AnalysedFace {
                 detection,
+                attributes: None,
                 landmarks: Some(FaceLandmarks {
                     mesh,
                     eyes: [right, left],
