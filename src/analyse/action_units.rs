@@ -8,7 +8,7 @@
 //!    read in that frame, so head pose and distance drop out.
 //! 2. Measures: heights, widths and depths of the brows, lids, cheeks, nose wings and lips
 //!    ([`Measures`]); each AU is the movement of its measure away from a neutral face, in
-//!    centimetres (AU45: the fraction of the neutral eye opening that closed).
+//!    centimetres (AU45: the share of the neutral eye opening the upper lid closed).
 //! 3. Neutral: per track, the median of the track's own frontal frames ([`NeutralBaseline`]);
 //!    for a single image, or until a track has enough frames, the canonical face mesh itself
 //!    (a population neutral).
@@ -49,15 +49,10 @@ const LIP_CORNERS: [usize; 2] = [61, 291];
 const INNER_UPPER: [usize; 3] = [13, 82, 312];
 const INNER_LOWER: [usize; 3] = [14, 87, 317];
 const CHIN: [usize; 3] = [152, 175, 199];
+/// Jaw line below the lip corners, both sides: it drops with the jaw as the chin does.
+const JAW: [usize; 4] = [172, 136, 397, 365];
 /// Subnasale, where the nose meets the upper lip.
 const NOSE_BASE: usize = 2;
-/// Eye lids (upper, lower) pairs and corners (outer, inner), per eye.
-const LID_PAIRS: [[(usize, usize); 3]; 2] = [
-    [(160, 144), (159, 145), (158, 153)],
-    [(387, 373), (386, 374), (385, 380)],
-];
-const EYE_CORNERS: [(usize, usize); 2] = [(33, 133), (263, 362)];
-
 /// Number of geometric measures.
 pub const MEASURE_COUNT: usize = 16;
 
@@ -75,22 +70,22 @@ pub enum Measure {
     UpperLidHeight,
     /// Mean height of the lower lids above the eye-corner line.
     LowerLidHeight,
-    /// Lid distance over eye width, both eyes (a ratio, not cm).
-    EyeOpening,
     /// Mean height of the infraorbital cheek points above the eye-corner line.
     CheekHeight,
     /// Mean height of the nose wings above the eye-corner line.
     NoseWingHeight,
     /// Height of the upper lip's outer edge above the nose base (negative).
     UpperLipHeight,
-    /// Height of the lip corners above the middle of the inner lips.
+    /// Height of the lip corners above the point halfway between nose base and jaw line.
     LipCornerHeight,
     /// Distance between the lip corners (x).
     MouthWidth,
     /// Depth of the lip corners relative to the lips' middle (z, larger towards the viewer).
     LipCornerDepth,
-    /// Red-lip thickness: upper plus lower, along y.
-    LipThickness,
+    /// Red-lip thickness of the upper lip, along y.
+    UpperLipThickness,
+    /// Red-lip thickness of the lower lip, along y.
+    LowerLipThickness,
     /// Gap between the inner lip contours.
     LipGap,
     /// Mean height of the lower lip's outer edge.
@@ -119,40 +114,28 @@ impl Measures {
             let n = half(ids);
             mean(&ids[n..], x) - mean(&ids[..n], x)
         };
-        let opening = LID_PAIRS
-            .iter()
-            .zip(EYE_CORNERS)
-            .map(|(pairs, (outer, inner))| {
-                let lids = pairs
-                    .iter()
-                    .map(|&(u, l)| distance(p[u], p[l]))
-                    .sum::<f32>()
-                    / pairs.len() as f32;
-                lids / distance(p[outer], p[inner]).max(f32::MIN_POSITIVE)
-            })
-            .sum::<f32>()
-            / 2.0;
         // Local references take out what the rigid fit leaves and what differs between faces
         // more than between expressions: heights around the eyes from the eye-corner line, the
-        // upper lip from the nose base, the lip corners from the middle of the lips.
+        // upper lip from the nose base, the lip corners from halfway between nose base and jaw.
         let eye_line = mean(&[33, 133, 362, 263], y);
-        let lips_middle = (mean(&INNER_UPPER, y) + mean(&INNER_LOWER, y)) / 2.0;
+        // Halfway between the nose base and the jaw line: a dropping jaw takes the lip corners
+        // down about half as far as the jaw, and the lips themselves may move.
+        let mouth_level = (p[NOSE_BASE][y] + mean(&JAW, y)) / 2.0;
         let mut m = [0.0; MEASURE_COUNT];
         m[Measure::InnerBrowHeight as usize] = mean(&INNER_BROW, y) - eye_line;
         m[Measure::OuterBrowHeight as usize] = mean(&OUTER_BROW, y) - eye_line;
         m[Measure::BrowGap as usize] = gap_x(&INNER_BROW[..]);
         m[Measure::UpperLidHeight as usize] = mean(&UPPER_LID, y) - eye_line;
         m[Measure::LowerLidHeight as usize] = mean(&LOWER_LID, y) - eye_line;
-        m[Measure::EyeOpening as usize] = opening;
         m[Measure::CheekHeight as usize] = mean(&CHEEK, y) - eye_line;
         m[Measure::NoseWingHeight as usize] = mean(&NOSE_WING, y) - eye_line;
         m[Measure::UpperLipHeight as usize] = mean(&UPPER_LIP, y) - p[NOSE_BASE][y];
-        m[Measure::LipCornerHeight as usize] = mean(&LIP_CORNERS, y) - lips_middle;
+        m[Measure::LipCornerHeight as usize] = mean(&LIP_CORNERS, y) - mouth_level;
         m[Measure::MouthWidth as usize] = p[LIP_CORNERS[1]][x] - p[LIP_CORNERS[0]][x];
         m[Measure::LipCornerDepth as usize] =
             mean(&LIP_CORNERS, z) - (mean(&UPPER_LIP, z) + mean(&LOWER_LIP, z)) / 2.0;
-        m[Measure::LipThickness as usize] = (mean(&UPPER_LIP, y) - mean(&INNER_UPPER, y))
-            + (mean(&INNER_LOWER, y) - mean(&LOWER_LIP, y));
+        m[Measure::UpperLipThickness as usize] = mean(&UPPER_LIP, y) - mean(&INNER_UPPER, y);
+        m[Measure::LowerLipThickness as usize] = mean(&INNER_LOWER, y) - mean(&LOWER_LIP, y);
         m[Measure::LipGap as usize] = mean(&INNER_UPPER, y) - mean(&INNER_LOWER, y);
         m[Measure::LowerLipHeight as usize] = mean(&LOWER_LIP, y);
         m[Measure::ChinHeight as usize] = mean(&CHIN, y);
@@ -171,10 +154,6 @@ impl Measures {
     pub fn population_neutral() -> Measures {
         Measures::of_canonical(&CANONICAL_MESH)
     }
-}
-
-fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
 
 /// `q = scale * R p + t`, taking mesh points into the canonical frame.
@@ -360,14 +339,19 @@ fn movement(au: u8, now: &Measures, neutral: &Measures) -> f32 {
         20 => d(MouthWidth) / 2.0 - d(LipCornerHeight).max(0.0),
         // Corners pulled back into the cheeks.
         14 => -d(LipCornerDepth),
-        // Lower lip pulled down while the chin stays (a lower lip that drops with the jaw is
-        // AU26).
-        16 => -(d(LowerLipHeight) - d(ChinHeight)),
+        // Lower lip pulled down, beyond what a dropping jaw takes it (that is AU26).
+        16 => -d(LowerLipHeight) + d(ChinHeight).min(0.0),
         17 => d(ChinHeight),
-        23 => -d(LipThickness),
+        // Both lips thinner (one lip rolled in while the lips part is not AU23).
+        23 => (-d(UpperLipThickness)).min(-d(LowerLipThickness)),
         25 => d(LipGap),
         26 => -d(ChinHeight),
-        45 => 1.0 - now.get(EyeOpening) / neutral.get(EyeOpening).max(f32::MIN_POSITIVE),
+        // The share of the neutral eye opening the upper lid came down (a lower lid pushed up
+        // by AU6 or AU7 narrows the eye but is no blink).
+        45 => {
+            let opening = neutral.get(UpperLidHeight) - neutral.get(LowerLidHeight);
+            -d(UpperLidHeight) / opening.max(f32::MIN_POSITIVE)
+        }
         _ => 0.0,
     }
 }
