@@ -245,7 +245,7 @@ impl Default for AttributesConfig {
         AttributesConfig {
             enabled: true,
             age_model: "faceapi_age_gender".into(),
-            gender_model: "faceapi_age_gender".into(),
+            gender_model: "gender_v1".into(),
             emotion_model: "faceapi_expression".into(),
             action_units: true,
         }

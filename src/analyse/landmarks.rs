@@ -11,17 +11,6 @@ use crate::model::{Model, ModelError, Task};
 /// Points of one landmark model run, in frame pixels.
 pub type Points = Vec<[f32; 3]>;
 
-fn expect_task(model: &Model, task: Task) -> Result<(), ModelError> {
-    if model.entry.task == task {
-        Ok(())
-    } else {
-        Err(ModelError::Load {
-            id: model.entry.id.clone(),
-            reason: format!("is a {:?} model, {task:?} expected", model.entry.task),
-        })
-    }
-}
-
 /// The outputs of one run on a crop, with the map back to the frame.
 struct CropRun {
     outputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
@@ -86,7 +75,7 @@ pub struct Mesh {
 
 impl FaceMesh {
     pub fn new(model: Model) -> Result<FaceMesh, ModelError> {
-        expect_task(&model, Task::Mesh)?;
+        model.expect_task(Task::Mesh)?;
         let landmarks = model.output_index("landmarks")?;
         let flag = model.output_index("face_flag")?;
         Ok(FaceMesh {
@@ -148,7 +137,7 @@ const EYE_ROI_SCALE: f32 = 2.3;
 
 impl Iris {
     pub fn new(model: Model) -> Result<Iris, ModelError> {
-        expect_task(&model, Task::Iris)?;
+        model.expect_task(Task::Iris)?;
         let contour = model.output_index("eye_contour")?;
         let iris = model.output_index("iris")?;
         Ok(Iris {

