@@ -253,7 +253,7 @@ impl Default for AttributesConfig {
 }
 
 /// Optional, larger parts of each face's record.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Publish all 468 mesh points (x, y, z) per face (about 10 kB per face).
@@ -264,17 +264,6 @@ pub struct OutputConfig {
     pub emotion_probs: bool,
     /// Publish the action-unit intensities per face.
     pub action_units: bool,
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig {
-            mesh: false,
-            landmarks68: false,
-            emotion_probs: true,
-            action_units: true,
-        }
-    }
 }
 
 impl Config {

@@ -617,3 +617,32 @@ fn attribute_models_scored_on_labelled_photos_and_against_their_packages() {
         }
     }
 }
+
+// ---- the record's attribute fields follow the published schema ---------------------------------
+
+#[test]
+fn attribute_fields_of_the_record_follow_the_faces_schema() {
+    let mut config = Config::default();
+    config.models.dir = common::models_dir();
+    config.output.emotion_probs = true;
+    config.output.action_units = true;
+    let mut analyser = Analyser::load(&config).unwrap();
+    let frame = common::load_frame(&common::images().join("pyfeat/0-f15-hao-ph.jpg"));
+    let faces = analyser.analyse(&frame, false).unwrap();
+    let record = facecast::pipeline::frame_record("cam", &frame, &faces, &config.output, None);
+    let json = serde_json::to_value(&record).unwrap();
+    let face = &json["faces"][0];
+    for key in ["age", "ag", "gen", "emo", "au"] {
+        assert!(face.get(key).is_some(), "no {key}: {face}");
+    }
+    assert_eq!(face["emo"]["p"].as_array().unwrap().len(), 7);
+    assert_eq!(face["au"].as_array().unwrap().len(), ACTION_UNITS.len());
+    let schema = common::read_json(&common::repo().join("docs/schema/faces.json"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{json}");
+    println!("{face}");
+}
