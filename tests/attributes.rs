@@ -5,7 +5,8 @@
 mod common;
 
 use facecast::analyse::action_units::{ActionUnits, Measures, NeutralBaseline, ACTION_UNITS};
-use facecast::analyse::attributes::{age_group, AttributeAnalyser, Attributes, EMOTIONS};
+use facecast::analyse::attribute_track::{estimate_quality, AttributeTrack};
+use facecast::analyse::attributes::{age_group, AttributeAnalyser, Attributes, Emotion, EMOTIONS};
 use facecast::analyse::canonical_mesh::CANONICAL_MESH;
 use facecast::analyse::AnalysedFace;
 use facecast::capture::{self, Grab, SourceSpec};
@@ -645,4 +646,56 @@ fn attribute_fields_of_the_record_follow_the_faces_schema() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}\n{json}");
     println!("{face}");
+}
+
+// ---- smoothing over a track ------------------------------------------------------------------
+
+#[test]
+fn a_track_publishes_steadier_values_than_single_frames() {
+    let mut analyser = analyser();
+    let path = common::images().join("derived/single_face_blink.y4m");
+    let spec = SourceSpec::parse(&format!("y4m:{}", path.display())).unwrap();
+    let mut source = capture::open(&spec, &Config::default().source).unwrap();
+    let mut frame = Frame::with_capacity(0, 0);
+    let mut track = AttributeTrack::default();
+    let (mut raw_ages, mut smooth_ages) = (Vec::new(), Vec::new());
+    let (mut raw_labels, mut smooth_labels) = (Vec::new(), Vec::new());
+    let mut seq = 0;
+    while let Grab::Frame = source.grab(&mut frame).unwrap() {
+        let faces = analyser.analyse(&frame, seq > 0).unwrap();
+        let face = main_face(&faces);
+        let landmarks = face.landmarks.as_ref().unwrap();
+        let raw = face.attributes.as_ref().unwrap().smoothed;
+        let pose = &landmarks.geometry.pose;
+        track.update(
+            &raw,
+            estimate_quality(landmarks.mesh.presence, [pose.yaw, pose.pitch]),
+        );
+        let now = track.current();
+        raw_ages.push(raw.age_years.unwrap());
+        smooth_ages.push(now.smoothed.age_years.unwrap());
+        raw_labels.push((
+            age_group(raw.age_years.unwrap()),
+            raw.gender().unwrap().0,
+            raw.top_emotion().unwrap().0,
+        ));
+        smooth_labels.push((
+            now.age_group.unwrap(),
+            now.gender.unwrap().0,
+            now.emotion.unwrap().0,
+        ));
+        seq += 1;
+    }
+    // Frame-to-frame change of the age, and how often any label changed.
+    let jitter =
+        |v: &[f32]| v.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f32>() / (v.len() - 1) as f32;
+    let changes = |v: &[(usize, &str, Emotion)]| v.windows(2).filter(|w| w[0] != w[1]).count();
+    let (raw_jitter, smooth_jitter) = (jitter(&raw_ages), jitter(&smooth_ages));
+    let (raw_changes, smooth_changes) = (changes(&raw_labels), changes(&smooth_labels));
+    println!(
+        "{seq} frames: age moves {raw_jitter:.2} y a frame raw, {smooth_jitter:.2} smoothed; labels change {raw_changes} times raw, {smooth_changes} smoothed; last: {:?}",
+        track.current()
+    );
+    assert!(smooth_jitter < raw_jitter / 2.0);
+    assert!(smooth_changes <= raw_changes);
 }
