@@ -174,12 +174,12 @@ impl FaceRecord {
 
     fn add_attributes(&mut self, a: &TrackAttributes, output: &OutputConfig) {
         let r2 = |v: f32| round(v, 2);
-        self.age = a.smoothed.age_years.map(|y| round(y, 1));
+        self.age = a.estimate.age_years.map(|y| round(y, 1));
         self.ag = a.age_group_label();
         self.gen = a.gender.map(|(label, p)| (label, r2(p)));
         self.emo = a.emotion.map(|(top, _)| EmotionRecord {
             top: top.label(),
-            p: a.smoothed
+            p: a.estimate
                 .emotions
                 .filter(|_| output.emotion_probs)
                 .map(|p| p.map(r2)),

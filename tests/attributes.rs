@@ -665,7 +665,7 @@ fn a_track_publishes_steadier_values_than_single_frames() {
         let faces = analyser.analyse(&frame, seq > 0).unwrap();
         let face = main_face(&faces);
         let landmarks = face.landmarks.as_ref().unwrap();
-        let raw = face.attributes.as_ref().unwrap().smoothed;
+        let raw = face.attributes.as_ref().unwrap().estimate;
         let pose = &landmarks.geometry.pose;
         track.update(
             &raw,
@@ -673,7 +673,7 @@ fn a_track_publishes_steadier_values_than_single_frames() {
         );
         let now = track.current();
         raw_ages.push(raw.age_years.unwrap());
-        smooth_ages.push(now.smoothed.age_years.unwrap());
+        smooth_ages.push(now.estimate.age_years.unwrap());
         raw_labels.push((
             age_group(raw.age_years.unwrap()),
             raw.gender().unwrap().0,

@@ -58,11 +58,11 @@ impl<const N: usize> Smoothed<N> {
     }
 }
 
-/// What a track publishes.
+/// What a track publishes (or, from [`unsmoothed`], what one frame says).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TrackAttributes {
-    /// Smoothed age (years), p(male) and expression probabilities.
-    pub smoothed: Attributes,
+    /// Age (years), p(male) and expression probabilities: smoothed over the track.
+    pub estimate: Attributes,
     /// Index into [`AGE_GROUPS`].
     pub age_group: Option<usize>,
     /// Gender label and its smoothed probability.
@@ -118,10 +118,10 @@ impl AttributeTrack {
             self.emotions.update(&p, quality);
         }
         let c = &mut self.current;
-        c.smoothed.age_years = self.age.get().map(|[a]| a);
-        c.smoothed.male = self.male.get().map(|[m]| m);
-        c.smoothed.emotions = self.emotions.get();
-        if let Some(age) = c.smoothed.age_years {
+        c.estimate.age_years = self.age.get().map(|[a]| a);
+        c.estimate.male = self.male.get().map(|[m]| m);
+        c.estimate.emotions = self.emotions.get();
+        if let Some(age) = c.estimate.age_years {
             let group = age_group(age);
             let keep = c.age_group.is_some_and(|g| {
                 g == group
@@ -132,7 +132,7 @@ impl AttributeTrack {
                 c.age_group = Some(group);
             }
         }
-        if let Some(male) = c.smoothed.male {
+        if let Some(male) = c.estimate.male {
             let (label, p) = gender_of(male);
             let label = match c.gender {
                 Some((old, _)) if old != label && p < 0.5 + GENDER_MARGIN => old,
@@ -140,7 +140,7 @@ impl AttributeTrack {
             };
             c.gender = Some((label, if label == "male" { male } else { 1.0 - male }));
         }
-        if let Some(p) = c.smoothed.emotions {
+        if let Some(p) = c.estimate.emotions {
             let (top, best) = top_emotion(&p);
             let old = c.emotion.map(|(e, _)| e);
             let chosen = match old {
@@ -186,7 +186,7 @@ pub fn estimate_quality(presence: f32, yaw_pitch: [f32; 2]) -> f32 {
 /// faces not (yet) followed by a tracker.
 pub fn unsmoothed(estimate: &Attributes, action_units: Option<ActionUnits>) -> TrackAttributes {
     TrackAttributes {
-        smoothed: *estimate,
+        estimate: *estimate,
         age_group: estimate.age_years.map(age_group),
         gender: estimate.gender(),
         emotion: estimate.top_emotion(),
@@ -234,7 +234,7 @@ mod tests {
         assert!(changes(&groups) <= 1, "{groups:?}");
         assert!(changes(&genders) <= 1, "{genders:?}");
         assert!(changes(&tops) <= 1, "{tops:?}");
-        let age = track.current().smoothed.age_years.unwrap();
+        let age = track.current().estimate.age_years.unwrap();
         assert!((age - 23.5).abs() < 1.0, "{age}");
     }
 
@@ -250,11 +250,11 @@ mod tests {
         }
         assert_eq!(track.current().emotion.unwrap().0, Emotion::Happy);
         // A worthless estimate changes nothing; a poor one little.
-        let before = track.current().smoothed.age_years.unwrap();
+        let before = track.current().estimate.age_years.unwrap();
         track.update(&estimate(80.0, 0.1, 0.0), 0.0);
-        assert_eq!(track.current().smoothed.age_years.unwrap(), before);
+        assert_eq!(track.current().estimate.age_years.unwrap(), before);
         track.update(&estimate(80.0, 0.1, 0.0), 0.05);
-        assert!(track.current().smoothed.age_years.unwrap() < before + 5.0);
+        assert!(track.current().estimate.age_years.unwrap() < before + 5.0);
         assert_eq!(track.current().gender.unwrap().0, "male");
     }
 }
