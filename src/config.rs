@@ -54,6 +54,7 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     pub identity: IdentityConfig,
     pub tracking: TrackingConfig,
+    pub attributes: AttributesConfig,
     pub output: OutputConfig,
 }
 
@@ -282,6 +283,34 @@ impl Default for TrackingConfig {
     }
 }
 
+/// Age, gender, expression and action units per face (needs `[analysis] enabled`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributesConfig {
+    /// Estimate age, gender and expression of every analysed face.
+    pub enabled: bool,
+    /// Manifest id of the age model (task `age` or `age_gender`); empty: no age.
+    pub age_model: String,
+    /// Manifest id of the gender model (task `gender` or `age_gender`); empty: no gender.
+    pub gender_model: String,
+    /// Manifest id of the expression model (task `emotion`); empty: no expression.
+    pub emotion_model: String,
+    /// Facial action units from the mesh (geometry only, no model).
+    pub action_units: bool,
+}
+
+impl Default for AttributesConfig {
+    fn default() -> Self {
+        AttributesConfig {
+            enabled: true,
+            age_model: "faceapi_age_gender".into(),
+            gender_model: "gender_v1".into(),
+            emotion_model: "faceapi_expression".into(),
+            action_units: true,
+        }
+    }
+}
+
 /// Optional, larger parts of each face's record.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -290,6 +319,10 @@ pub struct OutputConfig {
     pub mesh: bool,
     /// Publish the 68 iBUG points per face.
     pub landmarks68: bool,
+    /// Publish all seven expression probabilities per face, not only the top expression.
+    pub emotion_probs: bool,
+    /// Publish the action-unit intensities per face.
+    pub action_units: bool,
 }
 
 impl Config {

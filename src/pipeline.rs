@@ -12,13 +12,14 @@ use thiserror::Error;
 
 use std::sync::RwLock;
 
-use crate::analyse::identity::{Embedder, Embedding, NoRecognition, Recogniser, SharedGallery};
+use crate::analyse::attributes::{AttributeAnalyser, Attributes};
+use crate::analyse::identity::{Embedder, Embedding, Recogniser, SharedGallery};
 use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
 use crate::config::{Config, IdentityConfig, OutputConfig, SourceConfig};
 use crate::detect::{DetectError, Detector};
 use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
-use crate::gallery::{Gallery, GalleryError};
+use crate::gallery::{Gallery, GalleryError, Match};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
 use crate::track::{TrackAnalysis, TrackCounts, TrackEvent, TrackSamples, TrackedFace, Tracker};
@@ -103,7 +104,7 @@ fn detector_from(manifest: &Manifest, config: &Config) -> Result<Detector, Pipel
 pub struct Analyser {
     detector: Detector,
     faces: Option<FaceAnalyser>,
-    recogniser: Option<Recogniser>,
+    work: TrackWork,
     tracker: Tracker,
 }
 
@@ -114,6 +115,52 @@ pub struct Analysis {
     /// Each face's track, in the order of `faces`.
     pub tracks: Vec<TrackedFace>,
     pub events: Vec<TrackEvent>,
+}
+
+/// The per-track work the tracker schedules: descriptors and recognition, age, gender and
+/// expression; action units are cheap and follow every frame.
+struct TrackWork {
+    recogniser: Option<Recogniser>,
+    attributes: Option<AttributeAnalyser>,
+    action_units: bool,
+}
+
+impl TrackAnalysis for TrackWork {
+    fn describe(
+        &mut self,
+        frame: &Frame,
+        face: &AnalysedFace,
+    ) -> Result<Option<Embedding>, AnalyseError> {
+        match &mut self.recogniser {
+            Some(recogniser) => Ok(recogniser.describe(frame, face)?),
+            None => Ok(None),
+        }
+    }
+
+    fn identify(&self, descriptor: &[f32]) -> Option<Match> {
+        self.recogniser.as_ref()?.identify(descriptor)
+    }
+
+    fn estimate(
+        &mut self,
+        frame: &Frame,
+        face: &AnalysedFace,
+    ) -> Result<Option<Attributes>, AnalyseError> {
+        match (&mut self.attributes, &face.landmarks) {
+            (Some(attributes), Some(landmarks)) => {
+                Ok(Some(attributes.estimate(frame, &landmarks.mesh.points)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn action_units(&self) -> bool {
+        self.action_units
+    }
+
+    fn scheduled(&self) -> bool {
+        self.recogniser.is_some() || self.attributes.is_some()
+    }
 }
 
 impl Analyser {
@@ -138,11 +185,24 @@ impl Analyser {
         } else {
             None
         };
+        let attributes = if config.analysis.enabled && config.attributes.enabled {
+            Some(AttributeAnalyser::new(
+                &manifest,
+                &config.attributes,
+                config.models.verify_sha256,
+            )?)
+        } else {
+            None
+        };
         Ok(Analyser {
             detector: detector_from(&manifest, config)?,
             faces,
             tracker: Tracker::new(&config.tracking, recogniser.is_some()),
-            recogniser,
+            work: TrackWork {
+                recogniser,
+                attributes,
+                action_units: config.analysis.enabled && config.attributes.action_units,
+            },
         })
     }
 
@@ -158,7 +218,7 @@ impl Analyser {
 
     /// The gallery recognition matches against, when identity is on.
     pub fn gallery(&self) -> Option<SharedGallery> {
-        self.recogniser.as_ref().map(|r| r.gallery().clone())
+        self.work.recogniser.as_ref().map(|r| r.gallery().clone())
     }
 
     /// The tracks' clearest descriptors, for enrolling from a track.
@@ -185,11 +245,9 @@ impl Analyser {
                 })
                 .collect(),
         };
-        let work: &mut dyn TrackAnalysis = match &mut self.recogniser {
-            Some(recogniser) => recogniser,
-            None => &mut NoRecognition,
-        };
-        let update = self.tracker.update(frame, &faces, continues, work)?;
+        let update = self
+            .tracker
+            .update(frame, &faces, continues, &mut self.work)?;
         Ok(Analysis {
             faces,
             tracks: update.faces,
@@ -206,7 +264,7 @@ impl Analyser {
             ));
         };
         let found = faces.analyse(frame, &mut self.detector, false)?;
-        let Some(recogniser) = &mut self.recogniser else {
+        let Some(recogniser) = &mut self.work.recogniser else {
             return Err(PipelineError::Enrol(
                 "identity is off ([identity] enabled = false)".into(),
             ));

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::analyse::attribute_track::TrackAttributes;
 use crate::analyse::AnalysedFace;
 use crate::config::OutputConfig;
 use crate::detect::Face;
@@ -69,6 +70,33 @@ pub struct FaceRecord {
     /// The 468 mesh points (pixels, 0.1), when `output.mesh`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mesh: Option<Vec<[f32; 3]>>,
+    /// Age in years (0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age: Option<f32>,
+    /// Adience age group: "0-2", "4-6", "8-13", "15-20", "25-32", "38-43", "48-53" or "60+".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ag: Option<&'static str>,
+    /// Gender label ("female" or "male") and its probability (0.01).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gen: Option<(&'static str, f32)>,
+    /// Expression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emo: Option<EmotionRecord>,
+    /// Action-unit intensities 0-5 (0.1), in `action_units::ACTION_UNITS` order, when
+    /// `output.action_units`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub au: Option<[f32; 18]>,
+}
+
+/// A face's expression.
+#[derive(Debug, Serialize)]
+pub struct EmotionRecord {
+    /// The most probable expression: angry, disgust, fear, happy, sad, surprise or neutral.
+    pub top: &'static str,
+    /// Probabilities (0.01) of angry, disgust, fear, happy, sad, surprise, neutral, when
+    /// `output.emotion_probs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<[f32; 7]>,
 }
 
 /// One eye of a face.
@@ -107,6 +135,11 @@ impl From<&Face> for FaceRecord {
             eyes: None,
             lm68: None,
             mesh: None,
+            age: None,
+            ag: None,
+            gen: None,
+            emo: None,
+            au: None,
         }
     }
 }
@@ -147,7 +180,27 @@ impl FaceRecord {
         if output.mesh {
             record.mesh = Some(points.iter().map(|p| p.map(r1)).collect());
         }
+        if let Some(attributes) = track.and_then(|t| t.attributes.as_ref()) {
+            record.add_attributes(attributes, output);
+        }
         record
+    }
+
+    fn add_attributes(&mut self, a: &TrackAttributes, output: &OutputConfig) {
+        let r2 = |v: f32| round(v, 2);
+        self.age = a.estimate.age_years.map(|y| round(y, 1));
+        self.ag = a.age_group_label();
+        self.gen = a.gender.map(|(label, p)| (label, r2(p)));
+        self.emo = a.emotion.map(|(top, _)| EmotionRecord {
+            top: top.label(),
+            p: a.estimate
+                .emotions
+                .filter(|_| output.emotion_probs)
+                .map(|p| p.map(r2)),
+        });
+        if output.action_units {
+            self.au = a.action_units.map(|au| au.0.map(|i| round(i, 1)));
+        }
     }
 }
 

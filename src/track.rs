@@ -18,6 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::analyse::action_units::Measures;
+use crate::analyse::attribute_track::{AttributeTrack, TrackAttributes};
+use crate::analyse::attributes::{top_emotion, Attributes};
 use crate::analyse::identity::{distance, Embedding};
 use crate::analyse::{AnalyseError, AnalysedFace};
 use crate::config::TrackingConfig;
@@ -42,6 +45,17 @@ pub trait TrackAnalysis {
     ) -> Result<Option<Embedding>, AnalyseError>;
     /// The gallery person a descriptor belongs to.
     fn identify(&self, descriptor: &[f32]) -> Option<Match>;
+    /// Age, gender and expression of the face, or `None` when they are off or the face has
+    /// no landmarks.
+    fn estimate(
+        &mut self,
+        frame: &Frame,
+        face: &AnalysedFace,
+    ) -> Result<Option<Attributes>, AnalyseError>;
+    /// Whether action units follow every frame.
+    fn action_units(&self) -> bool;
+    /// Whether any scheduled work (descriptors or attributes) is on.
+    fn scheduled(&self) -> bool;
 }
 
 /// What a face's record says about its track.
@@ -52,6 +66,8 @@ pub struct TrackedFace {
     pub identity: Option<Match>,
     /// Seconds since the track started.
     pub age_s: f32,
+    /// The track's smoothed age, gender, expression and action units, when estimated.
+    pub attributes: Option<TrackAttributes>,
 }
 
 /// What happened to tracks, in the `events` topic's terms (docs/schema/events.json).
@@ -94,6 +110,15 @@ pub struct Visit {
     /// landmarks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub att: Option<f64>,
+    /// Smoothed age (years) and gender at the end of the visit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gen: Option<&'static str>,
+    /// The expression that dominated the visit: the most probable over all its estimates,
+    /// weighted by their quality.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emo: Option<&'static str>,
 }
 
 /// The tracker's answer for one frame.
@@ -138,6 +163,11 @@ struct Track {
     /// Time seen with landmarks, and the part of it spent attending.
     observed: Duration,
     attending: Duration,
+    /// Smoothed attributes, and whether anything was estimated.
+    attributes: AttributeTrack,
+    estimated: bool,
+    /// Quality-weighted sum of the expression probabilities over the visit.
+    emotion_totals: [f32; 7],
 }
 
 impl Track {
@@ -158,6 +188,9 @@ impl Track {
             identity: None,
             observed: Duration::ZERO,
             attending: Duration::ZERO,
+            attributes: AttributeTrack::default(),
+            estimated: false,
+            emotion_totals: [0.0; 7],
         }
     }
 
@@ -227,6 +260,29 @@ impl Track {
             id: self.id,
             identity: self.identity.clone(),
             age_s: pts.saturating_sub(self.first_pts).as_secs_f32(),
+            attributes: self.estimated.then(|| *self.attributes.current()),
+        }
+    }
+
+    /// Takes one estimate of the face's age, gender and expression.
+    fn add_estimate(&mut self, estimate: &Attributes, quality: f32) {
+        self.attributes.update(estimate, quality);
+        if let Some(p) = estimate.emotions {
+            for (total, p) in self.emotion_totals.iter_mut().zip(p) {
+                *total += quality * p;
+            }
+        }
+        self.estimated = true;
+    }
+
+    /// The per-frame action units, from this frame's mesh.
+    fn add_action_units(&mut self, face: &AnalysedFace) {
+        if let Some(landmarks) = &face.landmarks {
+            let pose = &landmarks.geometry.pose;
+            let measures = Measures::of_mesh(&landmarks.mesh.points);
+            self.attributes
+                .update_action_units(&measures, [pose.yaw, pose.pitch]);
+            self.estimated = true;
         }
     }
 
@@ -234,6 +290,9 @@ impl Track {
         let dur = round3(self.dwell().as_secs_f64());
         let att = (!self.observed.is_zero())
             .then(|| round3(self.attending.as_secs_f64() / self.observed.as_secs_f64()));
+        let current = self.attributes.current();
+        let emo = (self.emotion_totals.iter().sum::<f32>() > 0.0)
+            .then(|| top_emotion(&self.emotion_totals).0.label());
         [
             TrackEvent::TrackEnd {
                 track: self.id,
@@ -246,6 +305,9 @@ impl Track {
                 start: unix_seconds(self.started_at),
                 dur,
                 att,
+                age: current.estimate.age_years.map(|a| a.round()),
+                gen: current.gender.map(|(label, _)| label),
+                emo,
             }),
         ]
     }
@@ -373,17 +435,22 @@ impl Tracker {
             let Some(t) = track_of_face[f] else { continue };
             let track = &mut self.live[t];
             track.seen(frame, face);
+            if analysis.action_units() {
+                track.add_action_units(face);
+            }
             let quality = face_quality(frame, face);
             let due = track.frames_since_refresh >= self.config.refresh_frames
                 || quality > track.best_quality * (1.0 + self.config.quality_gain);
-            if due && self.reidentify {
+            if due && analysis.scheduled() {
                 track.frames_since_refresh = 0;
                 track.best_quality = track.best_quality.max(quality);
-                if let Some(descriptor) = analysis.describe(frame, face)? {
-                    track.add_descriptor(descriptor, quality);
-                    self.samples.set(track);
-                    recognise(track, analysis, &mut events, &mut self.known);
-                }
+                let descriptor = analysis.describe(frame, face)?;
+                let done = Scheduled {
+                    descriptor,
+                    quality,
+                };
+                done.apply(track, frame, face, analysis, &mut events, &mut self.known)?;
+                self.samples.set(track);
             }
         }
 
@@ -415,13 +482,24 @@ impl Tracker {
                     track
                 }
             };
+            if analysis.action_units() {
+                track.add_action_units(face);
+            }
             track.frames_since_refresh = 0;
             track.best_quality = track.best_quality.max(quality);
-            if let Some(descriptor) = descriptor {
-                track.add_descriptor(descriptor, quality);
-                self.samples.set(&track);
-                recognise(&mut track, analysis, &mut events, &mut self.known);
-            }
+            let done = Scheduled {
+                descriptor,
+                quality,
+            };
+            done.apply(
+                &mut track,
+                frame,
+                face,
+                analysis,
+                &mut events,
+                &mut self.known,
+            )?;
+            self.samples.set(&track);
             track_of_face[f] = Some(self.live.len());
             self.live.push(track);
         }
@@ -508,6 +586,35 @@ impl Tracker {
             .filter(|(_, d)| *d <= self.config.reid_distance)
             .min_by(|a, b| a.1.total_cmp(&b.1))?;
         Some(self.lost.swap_remove(index))
+    }
+}
+
+/// One run of a track's scheduled work: the descriptor (computed first, because a new face
+/// needs it to be re-identified before it has a track) and the view's quality.
+struct Scheduled {
+    descriptor: Option<Embedding>,
+    quality: f32,
+}
+
+impl Scheduled {
+    /// Adds the descriptor and recognises the track, then estimates the attributes.
+    fn apply(
+        self,
+        track: &mut Track,
+        frame: &Frame,
+        face: &AnalysedFace,
+        analysis: &mut dyn TrackAnalysis,
+        events: &mut Vec<TrackEvent>,
+        known: &mut BTreeSet<String>,
+    ) -> Result<(), AnalyseError> {
+        if let Some(descriptor) = self.descriptor {
+            track.add_descriptor(descriptor, self.quality);
+            recognise(track, analysis, events, known);
+        }
+        if let Some(estimate) = analysis.estimate(frame, face)? {
+            track.add_estimate(&estimate, self.quality);
+        }
+        Ok(())
     }
 }
 

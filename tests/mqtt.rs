@@ -844,9 +844,10 @@ fn round_trip_commands_discovery_and_every_message_valid() {
     assert!((json_bytes_per_face(&faces_messages, false) - json_bytes).abs() < 1e-9);
     println!("JSON: {json_bytes:.1} bytes per face over {n} faces");
     // The aim is 300. The default face also carries pose, position, gaze, attention and both
-    // eyes since landmarks landed, about 330 bytes (docs/mqtt.md, "Size"); this bound catches
-    // further growth going unnoticed. CBOR meets the aim (see the CBOR test).
-    assert!(json_bytes <= 350.0, "{json_bytes} bytes per face");
+    // eyes since landmarks landed, and age, gender and top expression since attributes did,
+    // about 396 bytes (docs/mqtt.md, "Size"); this bound catches further growth going
+    // unnoticed.
+    assert!(json_bytes <= 410.0, "{json_bytes} bytes per face");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -899,7 +900,8 @@ fn cbor_follows_the_same_schemas_in_fewer_bytes() {
         faces.len()
     );
     assert!(cbor_bytes < json_bytes);
-    assert!(cbor_bytes <= 300.0, "{cbor_bytes} bytes per face");
+    // 259 bytes before the attribute fields, 307 with them (docs/mqtt.md, "Size").
+    assert!(cbor_bytes <= 320.0, "{cbor_bytes} bytes per face");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -979,11 +981,14 @@ fn broker_restart_loses_no_event_and_the_counters_add_up() {
     let mut broker = Broker::start("restart", "");
     let subscriber = Subscriber::connect(broker.port, "restart");
     let schemas = Schemas::load();
+    // The outage is counted in frames sent at 10 a second: this test is about delivery, so
+    // the face-crop attribute models, which slow each frame down, stay off.
     let mut facecast = Facecast::start(
         &dir,
         "restart",
         &format!(
-            "port = {}\nstats_interval_ms = 500\nfaces_queue = 4\n",
+            "port = {}\nstats_interval_ms = 500\nfaces_queue = 4\n\
+             [attributes]\nenabled = false\n",
             broker.port
         ),
     );

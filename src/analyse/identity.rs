@@ -6,14 +6,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::chip::{points5_from_mesh, ChipCutter, Points5};
-use super::{AnalyseError, AnalysedFace};
+use super::AnalysedFace;
 use crate::frame::Frame;
 use crate::gallery::{Gallery, Match};
 use crate::geometry::Affine;
 use crate::model::preprocess::{sample_into, Border};
 use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
-use crate::track::TrackAnalysis;
 
 /// Chip padding around dlib's mean face, as `dlib.get_face_chip`'s default (the Python API's;
 /// the C++ default is 0.2), which the recognition network was used with.
@@ -106,6 +105,13 @@ impl Recogniser {
         &self.gallery
     }
 
+    /// The gallery person a descriptor belongs to, within the match distance.
+    pub fn identify(&self, descriptor: &[f32]) -> Option<Match> {
+        // A poisoned lock still holds a valid gallery (writes replace it whole).
+        let gallery = self.gallery.read().unwrap_or_else(|e| e.into_inner());
+        gallery.best_match(descriptor, self.match_distance)
+    }
+
     /// The descriptor of an analysed face (from its mesh), if it has landmarks.
     pub fn describe(
         &mut self,
@@ -123,34 +129,5 @@ impl Recogniser {
         }
         let points = points5_from_mesh(&landmarks.mesh.points);
         self.embedder.embed(frame, &points).map(Some)
-    }
-}
-
-impl TrackAnalysis for Recogniser {
-    fn describe(
-        &mut self,
-        frame: &Frame,
-        face: &AnalysedFace,
-    ) -> Result<Option<Embedding>, AnalyseError> {
-        Ok(Recogniser::describe(self, frame, face)?)
-    }
-
-    fn identify(&self, descriptor: &[f32]) -> Option<Match> {
-        // A poisoned lock still holds a valid gallery (writes replace it whole).
-        let gallery = self.gallery.read().unwrap_or_else(|e| e.into_inner());
-        gallery.best_match(descriptor, self.match_distance)
-    }
-}
-
-/// The tracker's per-track work when identity is off: none.
-pub struct NoRecognition;
-
-impl TrackAnalysis for NoRecognition {
-    fn describe(&mut self, _: &Frame, _: &AnalysedFace) -> Result<Option<Embedding>, AnalyseError> {
-        Ok(None)
-    }
-
-    fn identify(&self, _: &[f32]) -> Option<Match> {
-        None
     }
 }

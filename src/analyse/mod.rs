@@ -3,6 +3,10 @@
 //! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
 //! only every `detect_every` frames, when a face is lost, or when there is none.
 
+pub mod action_units;
+pub mod attribute_track;
+pub mod attributes;
+pub mod canonical_mesh;
 pub mod chip;
 pub mod ibug68;
 pub mod identity;

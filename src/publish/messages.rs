@@ -226,11 +226,14 @@ mod tests {
                 start: 1.0,
                 dur: 3.5,
                 att: Some(0.25),
+                age: Some(34.0),
+                gen: Some("female"),
+                emo: Some("happy"),
             })),
         };
         assert_eq!(
             String::from_utf8(encode(Encoding::Json, &visit).unwrap()).unwrap(),
-            r#"{"v":1,"dev":"cam","seq":4,"ts":2.0,"t":"visit","track":7,"start":1.0,"dur":3.5,"att":0.25}"#
+            r#"{"v":1,"dev":"cam","seq":4,"ts":2.0,"t":"visit","track":7,"start":1.0,"dur":3.5,"att":0.25,"age":34.0,"gen":"female","emo":"happy"}"#
         );
     }
 
