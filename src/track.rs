@@ -78,12 +78,15 @@ pub enum TrackEvent {
         track: u64,
         frame: u64,
     },
-    /// Sent when the track is given up for good (after the re-identification window).
+    /// Sent when the track is given up for good (after the re-identification window), or
+    /// when it turns out to be an earlier track coming back (`into`; no visit then).
     TrackEnd {
         track: u64,
         frame: u64,
         /// Seconds from the first to the last sighting.
         dur: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        into: Option<u64>,
     },
     /// The track was recognised as `name` (or changed to it).
     Identity {
@@ -298,6 +301,7 @@ impl Track {
                 track: self.id,
                 frame: self.last_frame,
                 dur,
+                into: None,
             },
             TrackEvent::Visit(Visit {
                 track: self.id,
@@ -451,10 +455,15 @@ impl Tracker {
                 };
                 done.apply(track, frame, face, analysis, &mut events, &mut self.known)?;
                 self.samples.set(track);
+                self.merge_late(t, frame, &mut events);
             }
         }
 
-        // Faces without a track: a lost track coming back, or a new visit.
+        // Faces without a track: a live track whose box jumped (a detection after a stretch
+        // of following), a lost track coming back, or a new visit. Descriptors tell.
+        let mut unmatched: Vec<usize> = (0..self.live.len())
+            .filter(|t| !track_of_face.contains(&Some(*t)))
+            .collect();
         for (f, face) in faces.iter().enumerate() {
             if track_of_face[f].is_some() {
                 continue;
@@ -464,6 +473,15 @@ impl Tracker {
             } else {
                 None
             };
+            let jumped = descriptor
+                .as_deref()
+                .and_then(|d| self.nearest(&unmatched, d, |t| &self.live[t]));
+            if let Some(t) = jumped {
+                unmatched.retain(|&u| u != t);
+                self.live[t].seen(frame, face);
+                track_of_face[f] = Some(t);
+                continue;
+            }
             let quality = face_quality(frame, face);
             let mut track = match descriptor.as_deref().and_then(|d| self.reclaim(d, frame)) {
                 Some(mut track) => {
@@ -573,19 +591,83 @@ impl Tracker {
         events.push(visit);
     }
 
+    /// A young track (within the re-identification window of its start) whose descriptors
+    /// turn out to be a lost track's gives way to it: a face that came back but was first
+    /// seen too poorly to tell (half out of the frame, turned away). The lost track goes on
+    /// under its own id with the young one's sightings; the young one ends without a visit.
+    fn merge_late(&mut self, t: usize, frame: &Frame, events: &mut Vec<TrackEvent>) {
+        let window = Duration::from_secs_f32(self.config.reid_window_s);
+        let young = &self.live[t];
+        if frame.pts.saturating_sub(young.first_pts) > window {
+            return;
+        }
+        // Its clearest view, not its mean: the first views were the poor ones.
+        let Some((_, clearest)) = young.samples.first() else {
+            return;
+        };
+        let Some(old) = self.reclaim(&clearest.clone(), frame) else {
+            return;
+        };
+        let young = std::mem::replace(&mut self.live[t], old);
+        let old = &mut self.live[t];
+        log::debug!("track {} is track {} coming back", young.id, old.id);
+        old.bbox = young.bbox;
+        old.velocity = young.velocity;
+        old.last_pts = young.last_pts;
+        old.last_frame = young.last_frame;
+        old.frames_since_refresh = 0;
+        old.best_quality = old.best_quality.max(young.best_quality);
+        old.observed += young.observed;
+        old.attending += young.attending;
+        if old.descriptor_sum.len() == young.descriptor_sum.len() {
+            for (sum, v) in old.descriptor_sum.iter_mut().zip(&young.descriptor_sum) {
+                *sum += v;
+            }
+            old.descriptors += young.descriptors;
+        }
+        old.samples.extend(young.samples.iter().cloned());
+        old.samples.sort_by(|a, b| b.0.total_cmp(&a.0));
+        old.samples.truncate(SAMPLES_PER_TRACK);
+        for (total, t) in old.emotion_totals.iter_mut().zip(young.emotion_totals) {
+            *total += t;
+        }
+        self.samples.remove(young.id);
+        self.samples.set(&self.live[t]);
+        // Not a visit after all.
+        self.visits -= 1;
+        events.push(TrackEvent::TrackEnd {
+            track: young.id,
+            frame: frame.seq,
+            dur: round3(young.dwell().as_secs_f64()),
+            into: Some(self.live[t].id),
+        });
+    }
+
     /// Takes back the lost track whose descriptor is nearest `descriptor`, within the
     /// re-identification distance and window.
     fn reclaim(&mut self, descriptor: &[f32], frame: &Frame) -> Option<Track> {
         let window = Duration::from_secs_f32(self.config.reid_window_s);
-        let (index, _) = self
-            .lost
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| frame.pts.saturating_sub(t.last_pts) <= window)
-            .filter_map(|(i, t)| Some((i, distance(&t.mean_descriptor()?, descriptor))))
-            .filter(|(_, d)| *d <= self.config.reid_distance)
-            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        let in_window: Vec<usize> = (0..self.lost.len())
+            .filter(|&i| frame.pts.saturating_sub(self.lost[i].last_pts) <= window)
+            .collect();
+        let index = self.nearest(&in_window, descriptor, |i| &self.lost[i])?;
         Some(self.lost.swap_remove(index))
+    }
+
+    /// Of the `candidates` (indices that `track` resolves), the one whose mean descriptor is
+    /// nearest `descriptor` within the re-identification distance.
+    fn nearest<'a>(
+        &self,
+        candidates: &[usize],
+        descriptor: &[f32],
+        track: impl Fn(usize) -> &'a Track,
+    ) -> Option<usize> {
+        candidates
+            .iter()
+            .filter_map(|&i| Some((i, distance(&track(i).mean_descriptor()?, descriptor))))
+            .filter(|(_, d)| *d <= self.config.reid_distance)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
     }
 }
 
