@@ -208,3 +208,92 @@ fn devices_says_plainly_when_there_is_no_camera() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("no V4L2 devices"));
     }
 }
+
+#[test]
+fn enroll_then_analyze_names_the_person_and_gallery_commands_manage_it() {
+    let dir = temp_dir("gallery");
+    let gallery = dir.join("gallery.json");
+    let config = dir.join("facecast.toml");
+    std::fs::write(
+        &config,
+        format!("[identity]\ngallery = \"{}\"\n", gallery.display()),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    // A photo with several faces is refused and leaves no gallery behind.
+    let refused = facecast(
+        &[
+            "--config",
+            config,
+            "enroll",
+            "--name",
+            "Group",
+            "tests/images/pyfeat/multi_face.jpg",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("faces found"), "{stderr}");
+    assert!(!gallery.exists());
+
+    let enrolled = facecast(
+        &[
+            "--config",
+            config,
+            "enroll",
+            "--name",
+            "Barack Obama",
+            "tests/images/face_recognition/obama.jpg",
+            "tests/images/face_recognition/obama3.jpg",
+        ],
+        None,
+    );
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&gallery).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Another photo of him is named; Biden is not.
+    let analysed = facecast(
+        &[
+            "--config",
+            config,
+            "analyze",
+            "tests/images/face_recognition/obama2.jpg",
+            "tests/images/face_recognition/biden.jpg",
+        ],
+        None,
+    );
+    let records = json_lines(&analysed);
+    assert_eq!(
+        records[0]["faces"][0]["who"], "Barack Obama",
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[1]["faces"][0].get("who").is_none(),
+        "{}",
+        records[1]
+    );
+
+    let listed = facecast(&["--config", config, "gallery", "list"], None);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert_eq!(listed.trim(), "Barack Obama\t2 samples");
+    let removed = facecast(
+        &["--config", config, "gallery", "remove", "Barack Obama"],
+        None,
+    );
+    assert!(removed.status.success());
+    let again = facecast(
+        &["--config", config, "gallery", "remove", "Barack Obama"],
+        None,
+    );
+    assert!(!again.status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
