@@ -329,7 +329,9 @@ fn run_mqtt(config: &Config, analyser: pipeline::Analyser) -> AnyResult<pipeline
     Ok(summary?)
 }
 
-fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> AnyResult<ExitCode> {
+/// The image files the patterns (files, directories, globs) name; a pattern naming none is an
+/// error.
+fn image_files(patterns: &[String]) -> AnyResult<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
         let found = list_images(pattern)?;
@@ -338,6 +340,11 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
         }
         files.extend(found);
     }
+    Ok(files)
+}
+
+fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> AnyResult<ExitCode> {
+    let files = image_files(patterns)?;
     if let Some(dir) = annotate.filter(|_| files.len() > 1) {
         std::fs::create_dir_all(dir)?;
     }
@@ -383,14 +390,7 @@ fn analyze(config: &Config, patterns: &[String], annotate: Option<&Path>) -> Any
 /// `enroll`: each photo's one face becomes a sample of `name`. Photos that fail are reported
 /// and left out; the exit code says whether any failed.
 fn enroll(config: &Config, name: &str, patterns: &[String]) -> AnyResult<ExitCode> {
-    let mut files = Vec::new();
-    for pattern in patterns {
-        let found = list_images(pattern)?;
-        if found.is_empty() {
-            return Err(format!("{pattern}: no image files").into());
-        }
-        files.extend(found);
-    }
+    let files = image_files(patterns)?;
     let mut gallery = pipeline::open_gallery(config)?;
     facecast::gallery::check_name(name)?;
     let mut analyser = pipeline::Analyser::load(config)?;

@@ -4,11 +4,12 @@
 
 mod common;
 
+use common::main_face;
+
 use facecast::analyse::action_units::{ActionUnits, Measures, NeutralBaseline, ACTION_UNITS};
 use facecast::analyse::attribute_track::{estimate_quality, AttributeTrack};
 use facecast::analyse::attributes::{age_group, AttributeAnalyser, Attributes, Emotion, EMOTIONS};
 use facecast::analyse::canonical_mesh::CANONICAL_MESH;
-use facecast::analyse::AnalysedFace;
 use facecast::capture::{self, Grab, SourceSpec};
 use facecast::config::{AttributesConfig, Config};
 use facecast::frame::Frame;
@@ -22,15 +23,6 @@ fn analyser() -> Analyser {
     config.identity.enabled = false;
     config.attributes.enabled = false;
     Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The only (or the largest) face with landmarks.
-fn main_face(faces: &[AnalysedFace]) -> &AnalysedFace {
-    faces
-        .iter()
-        .filter(|f| f.landmarks.is_some())
-        .max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
-        .expect("a face with landmarks")
 }
 
 fn mesh_of(analyser: &mut Analyser, frame: &Frame) -> (Vec<[f32; 3]>, [f32; 2]) {

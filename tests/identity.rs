@@ -183,11 +183,7 @@ fn descriptors_from_the_mesh_stay_close_to_dlibs() {
 /// Our descriptor of the largest face of a frame, from our detector and mesh.
 fn main_descriptor(analyser: &mut Analyser, embedder: &mut Embedder, frame: &Frame) -> Embedding {
     let faces = analyser.analyse(frame, false).unwrap().faces;
-    let face = faces
-        .iter()
-        .filter(|f| f.landmarks.is_some())
-        .max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
-        .expect("a face with landmarks");
+    let face = common::main_face(&faces);
     let mesh = &face.landmarks.as_ref().unwrap().mesh.points;
     embedder.embed(frame, &points5_from_mesh(mesh)).unwrap()
 }

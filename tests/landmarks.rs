@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::main_face;
+
 use facecast::analyse::{ibug68, AnalysedFace};
 use facecast::config::Config;
 use facecast::frame::Frame;
@@ -19,15 +21,6 @@ fn analyser(detector: &str) -> Analyser {
 
 fn analyse(analyser: &mut Analyser, frame: &Frame) -> Vec<AnalysedFace> {
     analyser.analyse(frame, false).unwrap().faces
-}
-
-/// The only (or the largest) analysed face.
-fn main_face(faces: &[AnalysedFace]) -> &AnalysedFace {
-    faces
-        .iter()
-        .filter(|f| f.landmarks.is_some())
-        .max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
-        .expect("a face with landmarks")
 }
 
 fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use facecast::analyse::AnalysedFace;
 use facecast::frame::Frame;
 
 pub fn repo() -> &'static Path {
@@ -23,6 +24,15 @@ pub fn load_frame(path: &Path) -> Frame {
     facecast::capture::load_image(path, &mut frame)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     frame
+}
+
+/// The only (or the largest) face with landmarks.
+pub fn main_face(faces: &[AnalysedFace]) -> &AnalysedFace {
+    faces
+        .iter()
+        .filter(|f| f.landmarks.is_some())
+        .max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
+        .expect("a face with landmarks")
 }
 
 /// Reads a JSON file.
