@@ -315,6 +315,9 @@ impl Default for AttributesConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
+    /// Publish each eye's iris, gaze and openness (`eyes`, about 120 bytes per face); the
+    /// face's `gaze` and `att` summarise them.
+    pub eyes: bool,
     /// Publish all 468 mesh points (x, y, z) per face (about 10 kB per face).
     pub mesh: bool,
     /// Publish the 68 iBUG points per face.

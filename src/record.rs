@@ -171,7 +171,9 @@ impl FaceRecord {
                 open: round(g.openness[i], 2),
             }
         };
-        record.eyes = Some([eye(0, g.gaze_right), eye(1, g.gaze_left)]);
+        if output.eyes {
+            record.eyes = Some([eye(0, g.gaze_right), eye(1, g.gaze_left)]);
+        }
         let points = &landmarks.mesh.points;
         if output.landmarks68 {
             let lm68 = crate::analyse::ibug68::from_mesh(points);
