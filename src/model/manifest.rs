@@ -177,12 +177,12 @@ impl Manifest {
         let path = dir.join("manifest.toml");
         let built_in = embedded::manifest()
             .filter(|_| dir == Path::new(embedded::DIR) || !path.exists())
-            .inspect(|_| {
-                log::info!(
-                    "models: {} is `{}` or has no manifest.toml: using the set built into this binary",
-                    dir.display(),
-                    embedded::DIR
-                )
+            .inspect(|_| match dir == Path::new(embedded::DIR) {
+                true => log::info!("models: the set built into this binary"),
+                false => log::info!(
+                    "models: no {}: using the set built into this binary",
+                    path.display()
+                ),
             });
         let text = match built_in {
             Some(text) => text.to_string(),
