@@ -7,7 +7,7 @@ CARGO ?= cargo
 # mosquitto for the MQTT tests (tests/mqtt.rs starts its own broker on a free port).
 DEB_PACKAGES := libclang-dev mosquitto
 
-.PHONY: build run test check lint models deps
+.PHONY: build run test check lint models deps cross-deps cross-aarch64 cross-armv7 test-aarch64 deb
 
 ## build: an optimised binary in $(CARGO_TARGET_DIR)/release/facecast
 build: deps
@@ -37,3 +37,57 @@ deps:
 		echo "installing $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# --- ARM boards (cross/README.md) -------------------------------------------------------------
+# Cross builds read cross/config.toml (linkers, qemu runners); x86 builds never do.
+CROSS := $(CARGO) --config cross/config.toml
+AARCH64 := aarch64-unknown-linux-gnu
+ARMV7 := armv7-unknown-linux-gnueabihf
+CROSS_DEB_PACKAGES := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross \
+	libc6-dev-armhf-cross qemu-user-static libclang-dev
+# The board binaries carry the default model set (single-file deployment).
+BOARD_FEATURES := --features embed-models
+
+## cross-deps: Debian cross linkers, qemu and the two rustup targets (as root)
+cross-deps:
+	@missing=$$(for p in $(CROSS_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@installed=$$(rustup target list --installed); \
+	for t in $(AARCH64) $(ARMV7); do \
+		echo "$$installed" | grep -qx $$t || rustup target add $$t; \
+	done
+
+## cross-aarch64: stripped release binary for 64-bit boards (Pi 3/4/5 on a 64-bit OS, Jetson)
+cross-aarch64: cross-deps
+	$(CROSS) build --release --locked --target $(AARCH64) $(BOARD_FEATURES)
+	@ls -l $(CARGO_TARGET_DIR)/$(AARCH64)/release/facecast
+
+## cross-armv7: stripped release binary for 32-bit Raspberry Pi OS (Pi 2/3/Zero 2)
+cross-armv7: cross-deps
+	$(CROSS) build --release --locked --target $(ARMV7) $(BOARD_FEATURES)
+	@ls -l $(CARGO_TARGET_DIR)/$(ARMV7)/release/facecast
+
+## test-aarch64: the ARM subset under qemu-aarch64 (cross/README.md): tests/cross_arch.rs (real
+## photos through the built-in model set, compared with a fresh x86 run) and
+## tests/model_parity.rs (every model against its original framework) on an emulated Cortex-A72
+## (Pi 4); then tests/cross_arch.rs again with tract's Cortex-A53 kernels (Pi 3, Zero 2)
+test-aarch64: cross-deps
+	@ref=$$(mktemp -d) && trap 'rm -rf $$ref' EXIT && \
+	echo "test-aarch64: x86-64 reference into $$ref" && \
+	FACECAST_CROSS_OUT=$$ref $(CARGO) test --locked --test cross_arch results_match_x86 && \
+	echo "test-aarch64: qemu-aarch64 -cpu cortex-a72" && \
+	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a72 \
+		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		--test cross_arch --test model_parity -- --nocapture && \
+	echo "test-aarch64: qemu-aarch64 -cpu cortex-a53, tract's Cortex-A53 kernels" && \
+	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a53 TRACT_CPU_AARCH64_KIND=a53 \
+		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		--test cross_arch -- --nocapture
+
+## deb: .deb packages for arm64 and armhf (cross/deb/build.sh) from the cross binaries
+deb: cross-aarch64 cross-armv7
+	cross/deb/build.sh $(AARCH64) $(CARGO_TARGET_DIR)/$(AARCH64)/release/facecast
+	cross/deb/build.sh $(ARMV7) $(CARGO_TARGET_DIR)/$(ARMV7)/release/facecast

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::ModelError;
+use super::{embedded, ModelError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,9 @@ pub struct Manifest {
     /// Folder the manifest was read from; model files are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Read from the set built into the binary (`embed-models`), not from `dir`.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -167,13 +170,33 @@ pub struct DetectorSpec {
 }
 
 impl Manifest {
-    /// Reads `dir/manifest.toml`.
+    /// Reads `dir/manifest.toml`. `dir` = `embedded` selects the model set built into the
+    /// binary (feature `embed-models`), as does any `dir` without a manifest in a binary that
+    /// has one; that manifest lists only the built-in models.
     pub fn load(dir: &Path) -> Result<Manifest, ModelError> {
         let path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let built_in = embedded::manifest()
+            .filter(|_| dir == Path::new(embedded::DIR) || !path.exists())
+            .inspect(|_| match dir == Path::new(embedded::DIR) {
+                true => log::info!("models: the set built into this binary"),
+                false => log::info!(
+                    "models: no {}: using the set built into this binary",
+                    path.display()
+                ),
+            });
+        let text = match built_in {
+            Some(text) => text.to_string(),
+            None if dir == Path::new(embedded::DIR) => {
+                return Err(ModelError::Manifest {
+                    path: dir.to_path_buf(),
+                    reason: "this binary has no built-in models (feature embed-models)".into(),
+                })
+            }
+            None => std::fs::read_to_string(&path).map_err(|e| ModelError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+        };
         let mut manifest: Manifest = toml::from_str(&text).map_err(|e| ModelError::Manifest {
             path: path.clone(),
             reason: e.to_string(),
@@ -194,6 +217,13 @@ impl Manifest {
                 })?;
         }
         manifest.dir = dir.to_path_buf();
+        if built_in.is_some() {
+            manifest.dir = embedded::DIR.into();
+            manifest.embedded = true;
+            manifest
+                .models
+                .retain(|m| embedded::file(&m.file).is_some());
+        }
         Ok(manifest)
     }
 
@@ -214,10 +244,18 @@ impl Manifest {
     /// Reads the entry's file, checking its sha256 when `verify` is set.
     pub fn read_file(&self, entry: &ModelEntry, verify: bool) -> Result<Vec<u8>, ModelError> {
         let path = self.path_of(entry);
-        let bytes = std::fs::read(&path).map_err(|e| ModelError::Load {
-            id: entry.id.clone(),
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        let bytes = match self.embedded {
+            true => embedded::file(&entry.file)
+                .ok_or_else(|| ModelError::Load {
+                    id: entry.id.clone(),
+                    reason: "not built into this binary".into(),
+                })?
+                .to_vec(),
+            false => std::fs::read(&path).map_err(|e| ModelError::Load {
+                id: entry.id.clone(),
+                reason: format!("{}: {e}", path.display()),
+            })?,
+        };
         if verify {
             let digest = Sha256::digest(&bytes);
             let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();

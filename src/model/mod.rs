@@ -1,6 +1,7 @@
 //! Models as data: the manifest describes each network, the runner executes it with tract,
 //! and preprocessing turns image regions into the tensor each manifest entry asks for.
 
+pub mod embedded;
 pub mod manifest;
 pub mod preprocess;
 pub mod runner;
