@@ -1240,3 +1240,50 @@ fn stdout_stays_json_lines_without_a_broker() {
     Schemas::load().check("faces", &record);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("MQTT"));
 }
+
+#[test]
+fn commands_are_off_by_default_and_heard_only_on_the_devices_own_topic() {
+    let dir = temp_dir("commands-off");
+    let broker = Broker::start("commands-off", "");
+    let subscriber = Subscriber::connect(broker.port, "commands-off");
+    let port = format!("port = {}\n", broker.port);
+    // "porch" has no [mqtt.commands]: the default must be off. "hall" enables them.
+    let _porch = Facecast::start(&dir, "porch", &port);
+    let _hall = Facecast::start(
+        &dir,
+        "hall",
+        &format!("{port}[mqtt.commands]\nenabled = true\n"),
+    );
+    for device in ["porch", "hall"] {
+        let status = format!("facecast/{device}/status");
+        subscriber.wait_for(device, Duration::from_secs(60), |m| {
+            m.iter()
+                .any(|m| m.topic == status && decode(&m.payload, false)["state"] == "online")
+        });
+    }
+    let forget = r#"{"id":"f","cmd":"forget","name":"Nobody"}"#;
+    subscriber.publish("facecast/porch/cmd", forget);
+    // Another device's topic, and look-alikes of hall's own: not hall's business.
+    subscriber.publish("facecast/other/cmd", forget);
+    subscriber.publish("facecast/hall/cmd/extra", forget);
+    subscriber.publish("facecast/hall/command", forget);
+    subscriber.publish("facecast/hall/cmd", r#"{"id":"last","cmd":"list"}"#);
+    subscriber.wait_for("hall's answer", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "facecast/hall/cmd/response")
+    });
+    // Give a wrongly subscribed device time to answer too.
+    std::thread::sleep(Duration::from_secs(1));
+    let responses: Vec<_> = subscriber
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic.ends_with("/response"))
+        .collect();
+    assert_eq!(
+        responses.len(),
+        1,
+        "{:?}",
+        responses.iter().map(|m| &m.topic).collect::<Vec<_>>()
+    );
+    assert_eq!(decode(&responses[0].payload, false)["id"], "last");
+    std::fs::remove_dir_all(dir).unwrap();
+}
