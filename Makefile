@@ -37,3 +37,8 @@ deps:
 		echo "installing $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+.PHONY: soak
+## soak: 20,000 frames through the whole pipeline (release build): RSS flat, counters add up
+soak: deps
+	$(CARGO) test --release --locked --test soak -- --ignored --nocapture
