@@ -91,3 +91,8 @@ test-aarch64: cross-deps
 deb: cross-aarch64 cross-armv7
 	cross/deb/build.sh $(AARCH64) $(CARGO_TARGET_DIR)/$(AARCH64)/release/facecast
 	cross/deb/build.sh $(ARMV7) $(CARGO_TARGET_DIR)/$(ARMV7)/release/facecast
+
+.PHONY: soak
+## soak: 20,000 frames through the whole pipeline (release build): RSS flat, counters add up
+soak: deps
+	$(CARGO) test --release --locked --test soak -- --ignored --nocapture

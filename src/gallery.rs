@@ -283,6 +283,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    remove_abandoned_temporaries(dir, &name);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -300,6 +301,32 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// Removes the temporary files of saves whose process died before renaming them (power cut,
+/// `kill -9`): never read back, they still hold descriptors, which erasing must not leave
+/// behind. Files of live processes (a save under way) are left alone.
+fn remove_abandoned_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                log::warn!("cannot remove {}: {e}", entry.path().display());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +417,25 @@ mod tests {
         assert!(error.to_string().contains("unchanged"), "{error}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert_eq!(gallery.people().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_save_removes_temporaries_left_by_dead_processes_only() {
+        let dir = temp_dir("abandoned");
+        let path = dir.join("gallery.json");
+        // Beyond Linux's largest pid (2^22): no such process.
+        let abandoned = dir.join(".gallery.json.4194305.tmp");
+        // pid 1 is always alive: its save may be under way.
+        let live = dir.join(".gallery.json.1.tmp");
+        let unrelated = dir.join(".other.json.4194305.tmp");
+        for file in [&abandoned, &live, &unrelated] {
+            std::fs::write(file, b"{}").unwrap();
+        }
+        let mut gallery = Gallery::open(&path, "m").unwrap();
+        gallery.enroll("Ada", &[sample(0.0)]).unwrap();
+        assert!(!abandoned.exists());
+        assert!(live.exists() && unrelated.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -200,6 +200,14 @@ pub fn to_rgb(
     Ok(())
 }
 
+/// Whether a JPEG ends with its end-of-image marker (zero padding after it allowed). The
+/// decoder fills a cut-short image with grey instead of failing, so a JPEG cut short (a partial
+/// camera frame, a copy interrupted) must be caught before decoding.
+pub fn jpeg_is_complete(src: &[u8]) -> bool {
+    let end = src.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    end >= 2 && src[end - 2..end] == [0xFF, 0xD9]
+}
+
 /// Decodes one JPEG frame into `rgb`, which must be `width * height * 3` bytes; a frame of
 /// another size or a corrupt one is an error (the caller skips and counts it).
 pub fn decode_jpeg_into(
@@ -212,8 +220,7 @@ pub fn decode_jpeg_into(
     // The decoder fills a cut-short image with grey instead of failing, and USB cameras do
     // deliver partial frames: a frame must end with the end-of-image marker (some drivers pad
     // the buffer with zeros after it).
-    let end = src.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    if end < 2 || src[end - 2..end] != [0xFF, 0xD9] {
+    if !jpeg_is_complete(src) {
         return Err(PixelError::Jpeg("truncated: no end-of-image marker".into()));
     }
     let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(src))

@@ -1238,3 +1238,124 @@ fn stdout_stays_json_lines_without_a_broker() {
     Schemas::load().check("faces", &record);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("MQTT"));
 }
+
+#[test]
+fn commands_are_off_by_default_and_heard_only_on_the_devices_own_topic() {
+    let dir = temp_dir("commands-off");
+    let broker = Broker::start("commands-off", "");
+    let subscriber = Subscriber::connect(broker.port, "commands-off");
+    let port = format!("port = {}\n", broker.port);
+    // "porch" has no [mqtt.commands]: the default must be off. "hall" enables them.
+    let _porch = Facecast::start(&dir, "porch", &port);
+    let _hall = Facecast::start(
+        &dir,
+        "hall",
+        &format!("{port}[mqtt.commands]\nenabled = true\n"),
+    );
+    for device in ["porch", "hall"] {
+        let status = format!("facecast/{device}/status");
+        subscriber.wait_for(device, Duration::from_secs(60), |m| {
+            m.iter()
+                .any(|m| m.topic == status && decode(&m.payload, false)["state"] == "online")
+        });
+    }
+    let forget = r#"{"id":"f","cmd":"forget","name":"Nobody"}"#;
+    subscriber.publish("facecast/porch/cmd", forget);
+    // Another device's topic, and look-alikes of hall's own: not hall's business.
+    subscriber.publish("facecast/other/cmd", forget);
+    subscriber.publish("facecast/hall/cmd/extra", forget);
+    subscriber.publish("facecast/hall/command", forget);
+    subscriber.publish("facecast/hall/cmd", r#"{"id":"last","cmd":"list"}"#);
+    subscriber.wait_for("hall's answer", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "facecast/hall/cmd/response")
+    });
+    // Give a wrongly subscribed device time to answer too.
+    std::thread::sleep(Duration::from_secs(1));
+    let responses: Vec<_> = subscriber
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic.ends_with("/response"))
+        .collect();
+    assert_eq!(
+        responses.len(),
+        1,
+        "{:?}",
+        responses.iter().map(|m| &m.topic).collect::<Vec<_>>()
+    );
+    assert_eq!(decode(&responses[0].payload, false)["id"], "last");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn broker_unreachable_at_start_is_waited_for_and_nothing_queued_is_lost() {
+    let dir = temp_dir("late-broker");
+    let mut broker = Broker::start("late-broker", "");
+    // The broker's port, with no broker on it yet.
+    broker.stop();
+    let mut facecast = Facecast::start(
+        &dir,
+        "late",
+        &format!(
+            "port = {}\nstats_interval_ms = 500\n[attributes]\nenabled = false\n",
+            broker.port
+        ),
+    );
+    let frames = photo_frames();
+    for sent in 0..20 {
+        facecast.send(&frames[sent % 2].1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        facecast.child.try_wait().unwrap().is_none(),
+        "facecast stopped without a broker:\n{}",
+        facecast.stderr()
+    );
+    let broker_started = unix_now();
+    broker.run();
+    let subscriber = Subscriber::connect(broker.port, "late-broker");
+    // Status is retained: seen even if facecast connected before the subscriber.
+    subscriber.wait_for("online", Duration::from_secs(30), |m| {
+        m.iter().any(|m| {
+            m.topic == "facecast/late/status" && decode(&m.payload, false)["state"] == "online"
+        })
+    });
+    for sent in 0..10 {
+        facecast.send(&frames[sent % 2].1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    facecast.close();
+    let exit = facecast.wait(Duration::from_secs(60));
+    let stderr = facecast.stderr();
+    assert!(exit.success(), "{exit:?}\n{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the MQTT broker"),
+        "{stderr}"
+    );
+    subscriber.wait_for(
+        "offline",
+        Duration::from_secs(20),
+        stopped_cleanly("late", false),
+    );
+    let stats = last_stats(&subscriber, "late", false);
+    // y4m:- is live: frames analysis could not keep up with were dropped, and counted.
+    let frames_seen = &stats["frames"];
+    assert_eq!(frames_seen["cap"].as_u64(), Some(30), "{stats}");
+    assert_eq!(
+        frames_seen["ana"].as_u64().unwrap() + frames_seen["drop"].as_u64().unwrap(),
+        30,
+        "{stats}"
+    );
+    let made = stats["events"]["made"].as_u64().unwrap();
+    assert_eq!(stats["events"]["sent"].as_u64(), Some(made), "{stats}");
+    assert_eq!(stats["events"]["drop"].as_u64(), Some(0), "{stats}");
+    // Every event arrived, those made before there was a broker too.
+    let events = values(&subscriber.on("facecast/late/events"), false);
+    let distinct: BTreeSet<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(distinct, (0..made).collect::<BTreeSet<_>>());
+    let before_broker = events
+        .iter()
+        .filter(|e| e["ts"].as_f64().unwrap() < broker_started)
+        .count();
+    assert!(before_broker >= 1, "no event made before the broker came");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -64,8 +64,16 @@ fn is_image(path: &Path) -> bool {
 
 /// Decodes an image file into `frame` as RGB.
 pub fn load_into(path: &Path, frame: &mut Frame) -> Result<(), CaptureError> {
-    let image = image::open(path)
-        .map_err(|e| CaptureError::Corrupt(format!("{}: {e}", path.display())))?
+    let corrupt = |why: String| CaptureError::Corrupt(format!("{}: {why}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| corrupt(e.to_string()))?;
+    let format = image::guess_format(&bytes)
+        .or_else(|_| image::ImageFormat::from_path(path))
+        .map_err(|e| corrupt(e.to_string()))?;
+    if format == image::ImageFormat::Jpeg && !crate::pixel::jpeg_is_complete(&bytes) {
+        return Err(corrupt("JPEG cut short (no end-of-image marker)".into()));
+    }
+    let image = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| corrupt(e.to_string()))?
         .into_rgb8();
     frame
         .resize(image.width(), image.height())
@@ -127,6 +135,21 @@ mod tests {
         assert_eq!(source.grab(&mut frame).unwrap(), Grab::Frame);
         assert_eq!((frame.width, frame.height), (512, 512));
         assert_eq!(source.grab(&mut frame).unwrap(), Grab::End);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_jpeg_cut_short_is_corrupt_not_a_grey_filled_frame() {
+        let dir = std::env::temp_dir().join(format!("facecast-still-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let whole = std::fs::read(format!("{IMAGES}/face_recognition/biden.jpg")).unwrap();
+        let cut = dir.join("cut.jpg");
+        std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+        let mut frame = Frame::with_capacity(0, 0);
+        let error = load_into(&cut, &mut frame).unwrap_err();
+        assert!(error.to_string().contains("cut short"), "{error}");
+        std::fs::write(&cut, &whole).unwrap();
+        load_into(&cut, &mut frame).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
