@@ -38,7 +38,11 @@ impl Y4mHeader {
         };
         let mut range = Range::Limited;
         for word in words {
-            let (tag, value) = word.split_at(1);
+            // The tag is one ASCII letter; a word starting with any other character (outside
+            // bytes: it may be several bytes long) is no tag facecast needs.
+            let Some((tag, value)) = word.split_at_checked(1) else {
+                continue;
+            };
             match tag {
                 "W" => {
                     width = value
@@ -318,6 +322,18 @@ mod tests {
         ] {
             assert!(Y4mHeader::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_word_starting_with_a_multibyte_character_is_skipped_not_a_panic() {
+        // Found by fuzzing (fuzz/corpus/y4m_stream/seed-regression-multibyte-tag): splitting
+        // the tag off at byte 1 panicked inside the character.
+        let h = Y4mHeader::parse("YUV4MPEG2 W48 H40 \u{edfba}x \u{e9}F Ip").unwrap();
+        assert_eq!((h.width, h.height), (48, 40));
+        let stream = "YUV4MPEG2 W4 H2 Cmono \u{edfba}\nFRAME\n12345678";
+        let mut reader = Y4mReader::new(stream.as_bytes(), "test".into()).unwrap();
+        let mut frame = Frame::with_capacity(0, 0);
+        assert_eq!(reader.grab(&mut frame).unwrap(), Grab::Frame);
     }
 
     #[test]
