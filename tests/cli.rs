@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use facecast::capture::{write_420_frame, Y4mHeader};
 
 fn facecast(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_facecast"))
+    let mut child = Command::new(common::facecast_binary())
         .args(args)
         .current_dir(common::repo())
         .env("RUST_LOG", "warn")

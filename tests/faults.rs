@@ -18,14 +18,8 @@ use facecast::capture::{write_420_frame, Y4mHeader};
 const FRAME_W: u32 = 320;
 const FRAME_H: u32 = 240;
 
-fn facecast_binary() -> PathBuf {
-    std::env::var_os("FACECAST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_facecast").into())
-}
-
 fn facecast_command(args: &[&str]) -> Command {
-    let mut command = Command::new(facecast_binary());
+    let mut command = Command::new(common::facecast_binary());
     command
         .args(args)
         .current_dir(common::repo())
@@ -83,18 +77,9 @@ fn recorded_config(dir: &Path, extra: &str) -> PathBuf {
 
 /// A real photo with one face, scaled into a Y4M frame (4:2:0) on black.
 fn photo_frame() -> Vec<u8> {
-    let photo = image::open(common::images().join("face_recognition/obama.jpg")).unwrap();
-    let scaled = photo
-        .resize(FRAME_W, FRAME_H, image::imageops::FilterType::Triangle)
-        .to_rgb8();
-    let mut frame = image::RgbImage::new(FRAME_W, FRAME_H);
-    let (x, y) = (
-        (FRAME_W - scaled.width()) / 2,
-        (FRAME_H - scaled.height()) / 2,
-    );
-    image::imageops::replace(&mut frame, &scaled, x as i64, y as i64);
+    let rgb = common::letterboxed_photo("face_recognition/obama.jpg", FRAME_W, FRAME_H);
     let mut bytes = Vec::new();
-    write_420_frame(&mut bytes, frame.as_raw(), FRAME_W, FRAME_H).unwrap();
+    write_420_frame(&mut bytes, &rgb, FRAME_W, FRAME_H).unwrap();
     bytes
 }
 
@@ -365,7 +350,7 @@ fn failed_gallery_write_is_reported_and_the_old_gallery_stays() {
     let output = Command::new("sh")
         .arg("-c")
         .arg(script)
-        .arg(facecast_binary())
+        .arg(common::facecast_binary())
         .args(enroll_args(config, "Second Person"))
         .current_dir(common::repo())
         .env("RUST_LOG", "warn")

@@ -238,14 +238,6 @@ impl Drop for Subscriber {
 
 // ---- facecast ------------------------------------------------------------------------------------
 
-/// The binary under test: this build's, or `FACECAST_BIN` (a release or cross-compiled build,
-/// or a copy kept apart from a target directory that other checkouts build into).
-fn facecast_binary() -> PathBuf {
-    std::env::var_os("FACECAST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_facecast").into())
-}
-
 struct Facecast {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -268,7 +260,7 @@ impl Facecast {
         )
         .unwrap();
         let stderr_path = dir.join(format!("{device}.stderr"));
-        let mut child = Command::new(facecast_binary())
+        let mut child = Command::new(common::facecast_binary())
             .args(["--config", config.to_str().unwrap(), "run"])
             .current_dir(common::repo())
             .env("RUST_LOG", "info")
@@ -332,17 +324,7 @@ fn photo_frames() -> Vec<(&'static str, Vec<u8>)> {
         "pyfeat/multi_face.jpg",
     ]
     .into_iter()
-    .map(|name| {
-        let photo = image::open(common::images().join(name)).unwrap();
-        let scaled = photo
-            .resize(FRAME_W, FRAME_H, image::imageops::FilterType::Triangle)
-            .to_rgb8();
-        let mut frame = image::RgbImage::new(FRAME_W, FRAME_H);
-        let x = (FRAME_W - scaled.width()) / 2;
-        let y = (FRAME_H - scaled.height()) / 2;
-        image::imageops::replace(&mut frame, &scaled, x as i64, y as i64);
-        (name, frame.into_raw())
-    })
+    .map(|name| (name, common::letterboxed_photo(name, FRAME_W, FRAME_H)))
     .collect()
 }
 
@@ -1222,7 +1204,7 @@ fn tls_with_test_certificates_and_a_refused_one() {
 #[test]
 fn stdout_stays_json_lines_without_a_broker() {
     // No [mqtt] host: the record goes to stdout as before, and no connection is tried.
-    let output = Command::new(facecast_binary())
+    let output = Command::new(common::facecast_binary())
         .args([
             "run",
             "--source",

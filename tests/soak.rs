@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,12 +15,6 @@ use facecast::capture::{write_420_frame, Y4mHeader};
 
 const FRAME_W: u32 = 320;
 const FRAME_H: u32 = 240;
-
-fn facecast_binary() -> PathBuf {
-    std::env::var_os("FACECAST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_facecast").into())
-}
 
 /// Resident memory of `pid` in KiB, from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -43,18 +36,9 @@ fn clip_frames() -> Vec<Vec<u8>> {
     ]
     .iter()
     .map(|photo| {
-        let photo = image::open(common::images().join(photo)).unwrap();
-        let scaled = photo
-            .resize(FRAME_W, FRAME_H, image::imageops::FilterType::Triangle)
-            .to_rgb8();
-        let mut frame = image::RgbImage::new(FRAME_W, FRAME_H);
-        let (x, y) = (
-            (FRAME_W - scaled.width()) / 2,
-            (FRAME_H - scaled.height()) / 2,
-        );
-        image::imageops::replace(&mut frame, &scaled, x as i64, y as i64);
+        let rgb = common::letterboxed_photo(photo, FRAME_W, FRAME_H);
         let mut bytes = Vec::new();
-        write_420_frame(&mut bytes, frame.as_raw(), FRAME_W, FRAME_H).unwrap();
+        write_420_frame(&mut bytes, &rgb, FRAME_W, FRAME_H).unwrap();
         bytes
     })
     .collect()
@@ -84,7 +68,7 @@ fn soak_memory_stays_flat_and_counters_add_up() {
     .unwrap();
     let config = config.to_str().unwrap().to_string();
     // Someone to recognise, so identity matching runs too.
-    let enrolled = Command::new(facecast_binary())
+    let enrolled = Command::new(common::facecast_binary())
         .args(["--config", &config, "enroll", "--name", "Barack Obama"])
         .arg("tests/images/face_recognition/obama3.jpg")
         .current_dir(common::repo())
@@ -93,7 +77,7 @@ fn soak_memory_stays_flat_and_counters_add_up() {
     assert!(enrolled.status.success());
 
     let stderr_path = dir.join("stderr");
-    let mut child = Command::new(facecast_binary())
+    let mut child = Command::new(common::facecast_binary())
         .args(["--config", &config, "run", "--source", "y4m:-"])
         .current_dir(common::repo())
         .env("RUST_LOG", "info")

@@ -18,6 +18,29 @@ pub fn models_dir() -> PathBuf {
     repo().join("models")
 }
 
+/// The facecast binary under test: `FACECAST_BIN` when set (a copy of one's own build, since
+/// worktrees sharing a target directory overwrite each other's `target/debug/facecast`), else
+/// this build's.
+pub fn facecast_binary() -> PathBuf {
+    std::env::var_os("FACECAST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_facecast").into())
+}
+
+/// A photo of tests/images scaled into a `width` x `height` frame (aspect kept, centred, on
+/// black), as RGB bytes.
+pub fn letterboxed_photo(photo: &str, width: u32, height: u32) -> Vec<u8> {
+    let photo = image::open(images().join(photo)).unwrap();
+    let scaled = photo
+        .resize(width, height, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let mut frame = image::RgbImage::new(width, height);
+    let x = (width - scaled.width()) / 2;
+    let y = (height - scaled.height()) / 2;
+    image::imageops::replace(&mut frame, &scaled, x as i64, y as i64);
+    frame.into_raw()
+}
+
 /// An image file as a frame.
 pub fn load_frame(path: &Path) -> Frame {
     let mut frame = Frame::with_capacity(0, 0);
