@@ -68,6 +68,20 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `facecast run` on a Y4M `stream` given on stdin, with `config`.
+fn run_y4m(config: &Path, stream: Vec<u8>) -> Output {
+    facecast(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--source",
+            "y4m:-",
+        ],
+        Some(stream),
+    )
+}
+
 /// A config in `dir` that reads every frame of a stream (no live drops to muddy the counts).
 fn recorded_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("facecast.toml");
@@ -126,16 +140,7 @@ fn stream_cut_mid_frame_keeps_the_whole_frames_and_counts_the_cut_one() {
     stream.extend_from_slice(&frame);
     // The third frame stops half way, as when ffmpeg is killed.
     stream.extend_from_slice(&frame[..frame.len() / 2]);
-    let output = facecast(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--source",
-            "y4m:-",
-        ],
-        Some(stream),
-    );
+    let output = run_y4m(&config, stream);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     let records = json_lines(&output.stdout);
@@ -245,16 +250,7 @@ fn broken_frame_header_stops_the_stream_with_a_clear_message() {
     broken[..5].copy_from_slice(b"FRXME");
     stream.extend_from_slice(&broken);
     stream.extend_from_slice(&frame);
-    let output = facecast(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--source",
-            "y4m:-",
-        ],
-        Some(stream),
-    );
+    let output = run_y4m(&config, stream);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     assert_eq!(seqs(&json_lines(&output.stdout)), vec![0], "{log}");
