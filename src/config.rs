@@ -10,6 +10,9 @@ use thiserror::Error;
 
 use crate::frame::MAX_RING_FRAMES;
 
+/// More analysis threads than any board has cores only cost memory (a model state each).
+const MAX_THREADS: usize = 64;
+
 /// Environment variables that override a key, applied after the file is read.
 pub const ENV_OVERRIDES: [(&str, &str); 5] = [
     ("FACECAST_DEVICE_ID", "device.id"),
@@ -139,6 +142,18 @@ pub struct PipelineConfig {
     pub ring_frames: usize,
     /// Stop after this many analysed frames (0: run until the source ends).
     pub max_frames: u64,
+    /// Threads analysing a frame's faces in parallel (0: one per CPU core).
+    pub threads: usize,
+}
+
+impl PipelineConfig {
+    /// The analysis threads to run: `threads`, or one per CPU core.
+    pub fn analysis_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -146,6 +161,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             ring_frames: 4,
             max_frames: 0,
+            threads: 0,
         }
     }
 }
@@ -420,6 +436,8 @@ impl Config {
         .map_err(|r| invalid("source.reopen_max_ms", r))?;
         in_range(self.pipeline.ring_frames, 2, MAX_RING_FRAMES)
             .map_err(|r| invalid("pipeline.ring_frames", r))?;
+        in_range(self.pipeline.threads, 0, MAX_THREADS)
+            .map_err(|r| invalid("pipeline.threads", r))?;
         if self.detector.model.is_empty() {
             return Err(invalid(
                 "detector.model",
@@ -803,6 +821,7 @@ mod tests {
         for (text, key) in [
             ("[pipeline]\nring_frames = 1\n", "pipeline.ring_frames"),
             ("[pipeline]\nring_frames = 17\n", "pipeline.ring_frames"),
+            ("[pipeline]\nthreads = 65\n", "pipeline.threads"),
             ("[source]\nfps = 0\n", "source.fps"),
             ("[detector]\nmin_score = 1.5\n", "detector.min_score"),
             ("[device]\nid = \"a/b\"\n", "device.id"),

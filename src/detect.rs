@@ -143,15 +143,17 @@ impl Detector {
         let boxes = values(&outputs[self.boxes_output]).map_err(fail)?;
         let scores = values(&outputs[self.scores_output]).map_err(fail)?;
         let input_size = [tw as f32, th as f32];
-        decode(
-            &self.spec,
-            input_size,
-            &self.anchors,
-            boxes,
-            scores,
-            &mut self.candidates,
-        );
-        let merged = weighted_nms(&mut self.candidates, self.spec.nms_iou, self.max_faces);
+        let merged = crate::perf::time("decode", || {
+            decode(
+                &self.spec,
+                input_size,
+                &self.anchors,
+                boxes,
+                scores,
+                &mut self.candidates,
+            );
+            weighted_nms(&mut self.candidates, self.spec.nms_iou, self.max_faces)
+        });
         Ok(merged.into_iter().map(|c| to_face(&c, &to_frame)).collect())
     }
 }

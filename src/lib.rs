@@ -10,6 +10,7 @@
 
 pub mod analyse;
 pub mod annotate;
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod detect;
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod gallery;
 pub mod geometry;
 pub mod model;
+pub mod perf;
 pub mod pipeline;
 pub mod pixel;
 pub mod publish;

@@ -32,6 +32,12 @@ COMMANDS:
                                       face per photo; several photos give several samples)
     gallery list                      list the gallery's people and their sample counts
     gallery remove NAME               remove a person from the gallery
+    bench --clip Y4M [--threads N] [--model-runs N] [--fixtures DIR] [--json OUT]
+                                      time the whole pipeline on a recorded clip (every
+                                      stage and model, p50/p99, fps, peak memory, start-up),
+                                      then each model alone on a real crop (N runs, default
+                                      200, from DIR, default tests/fixtures/parity); JSON to
+                                      OUT or stdout. benches/run.sh runs it beside the peers
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
@@ -65,6 +71,7 @@ enum Command {
     GalleryRemove {
         name: String,
     },
+    Bench(facecast::bench::BenchOptions, Option<PathBuf>),
     Devices,
     Models {
         verify: bool,
@@ -85,6 +92,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut command_name: Option<String> = None;
     let (mut source, mut frames, mut annotate, mut verify) = (None, None, None, false);
     let mut name = None;
+    let (mut clip, mut threads, mut model_runs, mut fixtures, mut json) =
+        (None, 0, 200, PathBuf::from("tests/fixtures/parity"), None);
     // Positional arguments after the command: images, or the gallery action and its name.
     let mut operands = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -97,6 +106,11 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("annotate") => annotate = Some(parser.value()?.into()),
             Long("verify") => verify = true,
             Long("name") => name = Some(parser.value()?.string()?),
+            Long("clip") => clip = Some(PathBuf::from(parser.value()?)),
+            Long("threads") => threads = parser.value()?.parse()?,
+            Long("model-runs") => model_runs = parser.value()?.parse()?,
+            Long("fixtures") => fixtures = parser.value()?.into(),
+            Long("json") => json = Some(PathBuf::from(parser.value()?)),
             Value(value) if command_name.is_none() => command_name = Some(value.string()?),
             Value(value)
                 if matches!(
@@ -128,6 +142,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             [action, name] if action == "remove" => Command::GalleryRemove { name: name.clone() },
             _ => return Err("gallery needs `list` or `remove NAME`".into()),
         },
+        Some("bench") => match clip {
+            Some(clip) => Command::Bench(
+                facecast::bench::BenchOptions {
+                    clip,
+                    threads,
+                    model_runs,
+                    fixtures,
+                },
+                json,
+            ),
+            None => return Err("bench needs --clip Y4M".into()),
+        },
         Some("devices") => Command::Devices,
         Some("models") => Command::Models { verify },
         Some("help") | None => Command::Help,
@@ -138,6 +164,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = match parse_args() {
         Ok(args) => args,
@@ -169,7 +196,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(args.command, &config) {
+    match run(args.command, &config, started) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("facecast: {e:#}");
@@ -180,7 +207,7 @@ fn main() -> ExitCode {
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
+fn run(command: Command, config: &Config, started: std::time::Instant) -> AnyResult<ExitCode> {
     match command {
         Command::Help => {
             print!("{USAGE}");
@@ -208,6 +235,14 @@ fn run(command: Command, config: &Config) -> AnyResult<ExitCode> {
         }
         Command::Analyze { images, annotate } => {
             return analyze(config, &images, annotate.as_deref())
+        }
+        Command::Bench(options, json) => {
+            let report = facecast::bench::run(config, &options, started)?;
+            let text = serde_json::to_string_pretty(&report)?;
+            match json {
+                Some(path) => std::fs::write(path, text + "\n")?,
+                None => println!("{text}"),
+            }
         }
         Command::Devices => {
             let cameras = list_devices();

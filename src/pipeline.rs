@@ -132,7 +132,9 @@ impl TrackAnalysis for TrackWork {
         face: &AnalysedFace,
     ) -> Result<Option<Embedding>, AnalyseError> {
         match &mut self.recogniser {
-            Some(recogniser) => Ok(recogniser.describe(frame, face)?),
+            Some(recogniser) => Ok(crate::perf::time("identity", || {
+                recogniser.describe(frame, face)
+            })?),
             None => Ok(None),
         }
     }
@@ -148,7 +150,10 @@ impl TrackAnalysis for TrackWork {
     ) -> Result<Option<Attributes>, AnalyseError> {
         match (&mut self.attributes, &face.landmarks) {
             (Some(attributes), Some(landmarks)) => {
-                Ok(Some(attributes.estimate(frame, &landmarks.mesh.points)?))
+                let estimate = crate::perf::time("attributes", || {
+                    attributes.estimate(frame, &landmarks.mesh.points)
+                });
+                Ok(Some(estimate?))
             }
             _ => Ok(None),
         }
@@ -168,7 +173,12 @@ impl Analyser {
         let manifest = Manifest::load(&config.models.dir)?;
         let verify = config.models.verify_sha256;
         let faces = if config.analysis.enabled {
-            Some(FaceAnalyser::new(&manifest, &config.analysis, verify)?)
+            Some(FaceAnalyser::new(
+                &manifest,
+                &config.analysis,
+                config.pipeline.analysis_threads(),
+                verify,
+            )?)
         } else {
             None
         };
@@ -245,9 +255,12 @@ impl Analyser {
                 })
                 .collect(),
         };
-        let update = self
-            .tracker
-            .update(frame, &faces, continues, &mut self.work)?;
+        // The tracker's time includes the per-track work it schedules (identity, attributes,
+        // action units), which is also timed on its own.
+        let update = crate::perf::time("track", || {
+            self.tracker
+                .update(frame, &faces, continues, &mut self.work)
+        })?;
         Ok(Analysis {
             faces,
             tracks: update.faces,
@@ -487,7 +500,7 @@ pub fn run(
         let waited = SystemTime::now()
             .duration_since(frame.captured_at)
             .unwrap_or_default();
-        match analyser.analyse(&frame, continues) {
+        match crate::perf::time("frame", || analyser.analyse(&frame, continues)) {
             Ok(analysis) => {
                 let stats = FrameStats {
                     waited,
@@ -498,8 +511,9 @@ pub fn run(
                     failed: summary.failed,
                     tracks: analyser.track_counts(),
                 };
-                let record =
-                    frame_record(&config.device.id, &frame, &analysis, &config.output, None);
+                let record = crate::perf::time("record", || {
+                    frame_record(&config.device.id, &frame, &analysis, &config.output, None)
+                });
                 let sent = sink
                     .events(&analysis.events)
                     .and_then(|()| sink.frame(&record, &stats));

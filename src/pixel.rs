@@ -136,6 +136,19 @@ pub fn to_rgb(
     height: u32,
     rgb: &mut [u8],
 ) -> Result<(), PixelError> {
+    crate::perf::time("convert", || {
+        convert(format, range, src, width, height, rgb)
+    })
+}
+
+fn convert(
+    format: PixelFormat,
+    range: Range,
+    src: &[u8],
+    width: u32,
+    height: u32,
+    rgb: &mut [u8],
+) -> Result<(), PixelError> {
     let need = format.frame_bytes(width, height).unwrap_or(0);
     if format == PixelFormat::Mjpeg {
         return decode_jpeg_into(src, width, height, rgb);

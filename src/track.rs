@@ -282,9 +282,11 @@ impl Track {
     fn add_action_units(&mut self, face: &AnalysedFace) {
         if let Some(landmarks) = &face.landmarks {
             let pose = &landmarks.geometry.pose;
-            let measures = Measures::of_mesh(&landmarks.mesh.points);
-            self.attributes
-                .update_action_units(&measures, [pose.yaw, pose.pitch]);
+            crate::perf::time("action_units", || {
+                let measures = Measures::of_mesh(&landmarks.mesh.points);
+                self.attributes
+                    .update_action_units(&measures, [pose.yaw, pose.pitch]);
+            });
             self.estimated = true;
         }
     }

@@ -85,6 +85,14 @@ impl FaceMesh {
         })
     }
 
+    /// A copy for another thread (the model's plan is shared).
+    pub fn fork(&self) -> Result<FaceMesh, ModelError> {
+        Ok(FaceMesh {
+            model: self.model.fork()?,
+            ..*self
+        })
+    }
+
     pub fn run(&mut self, frame: &Frame, roi: &Roi) -> Result<Mesh, ModelError> {
         let run = CropRun::new(&mut self.model, frame, roi, false)?;
         let logit = run.values(&self.model, self.flag)?[0];
@@ -144,6 +152,14 @@ impl Iris {
             model,
             contour,
             iris,
+        })
+    }
+
+    /// A copy for another thread (the model's plan is shared).
+    pub fn fork(&self) -> Result<Iris, ModelError> {
+        Ok(Iris {
+            model: self.model.fork()?,
+            ..*self
         })
     }
 

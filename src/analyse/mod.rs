@@ -99,23 +99,91 @@ fn mesh_bounds(points: &[[f32; 3]]) -> Rect {
 }
 
 pub struct FaceAnalyser {
-    mesh: FaceMesh,
-    iris: Iris,
+    /// One per analysis thread; the first also serves frames with a single face.
+    workers: Vec<LandmarkWorker>,
     config: AnalysisConfig,
     followed: Vec<Followed>,
     frames_since_detection: u32,
     detector_runs: u64,
 }
 
+/// The landmark models for one face at a time, with their own scratch states: one per thread.
+struct LandmarkWorker {
+    mesh: FaceMesh,
+    iris: Iris,
+}
+
+/// What a worker found in a followed face's crop.
+enum Landmarked {
+    /// The mesh says there is no face there any more.
+    Lost,
+    Found(FaceLandmarks),
+}
+
+impl LandmarkWorker {
+    fn fork(&self) -> Result<LandmarkWorker, ModelError> {
+        Ok(LandmarkWorker {
+            mesh: self.mesh.fork()?,
+            iris: self.iris.fork()?,
+        })
+    }
+
+    /// The mesh in `roi`, then (when the face is still there) its irises, pose and gaze.
+    fn landmarks(
+        &mut self,
+        frame: &Frame,
+        roi: &Roi,
+        config: &AnalysisConfig,
+    ) -> Result<Landmarked, AnalyseError> {
+        let mesh = crate::perf::time("mesh", || self.mesh.run(frame, roi))?;
+        if mesh.presence < config.min_presence {
+            return Ok(Landmarked::Lost);
+        }
+        let p = &mesh.points;
+        let corner = |i: usize| [p[i][0], p[i][1]];
+        let eyes = crate::perf::time("iris", || -> Result<_, ModelError> {
+            let right = self
+                .iris
+                .run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
+            let left = self
+                .iris
+                .run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
+            Ok([right, left])
+        })?;
+        let size = [frame.width as f32, frame.height as f32];
+        let geometry = crate::perf::time("pose", || {
+            pose::analyse(p, &eyes[0], &eyes[1], size, config.camera_hfov_deg)
+        });
+        let attending = geometry.gaze_off_camera <= config.attention_cone_deg;
+        Ok(Landmarked::Found(FaceLandmarks {
+            mesh,
+            eyes,
+            geometry,
+            attending,
+        }))
+    }
+}
+
 impl FaceAnalyser {
+    /// Loads the landmark models; `threads` (at least 1) analyse a frame's faces in parallel,
+    /// sharing the models' plans.
     pub fn new(
         manifest: &Manifest,
         config: &AnalysisConfig,
+        threads: usize,
         verify: bool,
     ) -> Result<FaceAnalyser, AnalyseError> {
-        Ok(FaceAnalyser {
+        let first = LandmarkWorker {
             mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?)?,
             iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?)?,
+        };
+        let mut workers = Vec::with_capacity(threads.max(1));
+        for _ in 1..threads {
+            workers.push(first.fork()?);
+        }
+        workers.insert(0, first);
+        Ok(FaceAnalyser {
+            workers,
             config: config.clone(),
             followed: Vec::new(),
             frames_since_detection: 0,
@@ -139,7 +207,7 @@ impl FaceAnalyser {
         if detect_now {
             self.frames_since_detection = 0;
             self.detector_runs += 1;
-            for face in detector.detect(frame)? {
+            for face in crate::perf::time("detect", || detector.detect(frame))? {
                 let roi = Roi::for_mesh_from_detection(&face);
                 // A face already followed keeps its crop; the detection refreshes its box.
                 match self.followed.iter_mut().find(|f| same_face(&f.roi, &roi)) {
@@ -158,31 +226,25 @@ impl FaceAnalyser {
             self.frames_since_detection += 1;
         }
 
+        let found = self.landmarks_of_followed(frame)?;
         let mut faces: Vec<AnalysedFace> = Vec::new();
         let mut kept = Vec::new();
         let mut lost_one = false;
-        for followed in std::mem::take(&mut self.followed) {
-            let mesh = self.mesh.run(frame, &followed.roi)?;
-            let bounds = mesh_bounds(&mesh.points);
+        for (followed, landmarked) in std::mem::take(&mut self.followed).into_iter().zip(found) {
+            let Landmarked::Found(landmarks) = landmarked else {
+                lost_one = true;
+                continue;
+            };
+            // Two crops that drifted onto the same face: the first one keeps it.
+            let bounds = mesh_bounds(&landmarks.mesh.points);
             let duplicate = faces
                 .iter()
                 .filter_map(|f| f.landmarks.as_ref())
                 .any(|l| mesh_bounds(&l.mesh.points).iou(&bounds) > 0.5);
-            if mesh.presence < self.config.min_presence || duplicate {
-                lost_one |= !duplicate;
+            if duplicate {
                 continue;
             }
-            let p = &mesh.points;
-            let corner = |i: usize| [p[i][0], p[i][1]];
-            let right = self
-                .iris
-                .run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
-            let left = self
-                .iris
-                .run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
-            let size = [frame.width as f32, frame.height as f32];
-            let geometry = pose::analyse(p, &right, &left, size, self.config.camera_hfov_deg);
-            let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
+            let p = &landmarks.mesh.points;
             let next = Roi::for_mesh_from_landmarks(p, RIGHT_EYE[0], LEFT_EYE[0]);
             let anchor = followed.anchor.unwrap_or(next);
             let detection = carry(&followed.detection, &anchor, &next);
@@ -193,12 +255,7 @@ impl FaceAnalyser {
             });
             faces.push(AnalysedFace {
                 detection,
-                landmarks: Some(FaceLandmarks {
-                    mesh,
-                    eyes: [right, left],
-                    geometry,
-                    attending,
-                }),
+                landmarks: Some(landmarks),
             });
         }
         self.followed = kept;
@@ -207,6 +264,50 @@ impl FaceAnalyser {
             self.frames_since_detection = self.config.detect_every;
         }
         Ok(faces)
+    }
+
+    /// Each followed face's landmarks, in the order of `followed`: the faces are shared out
+    /// among the workers, each on its own thread, when there is more than one of both.
+    fn landmarks_of_followed(&mut self, frame: &Frame) -> Result<Vec<Landmarked>, AnalyseError> {
+        let config = &self.config;
+        let rois: Vec<&Roi> = self.followed.iter().map(|f| &f.roi).collect();
+        let threads = self.workers.len().min(rois.len());
+        if threads <= 1 {
+            let worker = &mut self.workers[0];
+            return rois
+                .iter()
+                .map(|roi| worker.landmarks(frame, roi, config))
+                .collect();
+        }
+        let per_thread = rois.len().div_ceil(threads);
+        let results: Vec<Result<Vec<Landmarked>, AnalyseError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = self
+                .workers
+                .iter_mut()
+                .zip(rois.chunks(per_thread))
+                .map(|(worker, share)| {
+                    scope.spawn(move || {
+                        share
+                            .iter()
+                            .map(|roi| worker.landmarks(frame, roi, config))
+                            .collect()
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+                .collect()
+        });
+        let mut found = Vec::with_capacity(rois.len());
+        for share in results {
+            found.extend(share?);
+        }
+        Ok(found)
     }
 }
 

@@ -26,9 +26,17 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// and evaluated with (a pixel-centre convention shifts a downscaled image by half a tensor
 /// pixel, enough to move borderline detections). Samples outside the frame follow `border`.
 pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border, out: &mut [f32]) {
+    crate::perf::time("preprocess", || sample(frame, map, spec, border, out))
+}
+
+fn sample(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border, out: &mut [f32]) {
     let (tw, th, channels) = (spec.width(), spec.height(), spec.channels());
     debug_assert_eq!(out.len(), tw * th * channels);
-    let scale: Vec<f32> = spec.std.iter().map(|s| 1.0 / s).collect();
+    // At most three channels; an array keeps the per-frame path free of heap allocation.
+    let mut scale = [1.0f32; 3];
+    for (scale, std) in scale.iter_mut().zip(&spec.std) {
+        *scale = 1.0 / std;
+    }
     let plane = tw * th;
     for v in 0..th {
         for u in 0..tw {

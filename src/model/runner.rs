@@ -32,7 +32,9 @@ type Plan = Arc<TypedRunnableModel>;
 /// One loaded model with its input buffer.
 pub struct Model {
     pub entry: ModelEntry,
-    /// The optimised plan with its scratch state, reused for every run.
+    /// The optimised plan, shared by every copy of this model (see [`Model::fork`]).
+    plan: Plan,
+    /// The plan's scratch state, reused for every run.
     state: TypedSimpleState,
     input: Vec<f32>,
 }
@@ -58,8 +60,24 @@ impl Model {
         let input = vec![0.0; shape.iter().product()];
         Ok(Model {
             entry,
+            plan,
             state,
             input,
+        })
+    }
+
+    /// Another copy of this model to run on another thread: the optimised plan (weights
+    /// included) is shared; only the scratch state and the input are new.
+    pub fn fork(&self) -> Result<Model, ModelError> {
+        let state = self.plan.spawn().map_err(|e| ModelError::Load {
+            id: self.entry.id.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(Model {
+            entry: self.entry.clone(),
+            plan: self.plan.clone(),
+            state,
+            input: vec![0.0; self.input.len()],
         })
     }
 
@@ -100,7 +118,7 @@ impl Model {
             reason: format!("{e:#}"),
         };
         let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
-        self.state.run(tvec![tensor.into()]).map_err(fail)
+        crate::perf::time(&self.entry.id, || self.state.run(tvec![tensor.into()])).map_err(fail)
     }
 }
 

@@ -1,0 +1,224 @@
+//! `facecast bench`: the whole pipeline on a recorded clip, with every stage and model timed
+//! where it runs in production (see [`crate::perf`]), then each manifest model alone on a real
+//! crop, as a peer runtime is timed on the same file. benches/run.sh runs it beside the peers
+//! and benches/report.py turns the JSON into docs/performance.md's tables.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::capture;
+use crate::config::{Config, Encoding, Liveness};
+use crate::frame::Frame;
+use crate::geometry::Affine;
+use crate::model::preprocess::{sample_into, Border};
+use crate::model::{Manifest, Model};
+use crate::perf;
+use crate::pipeline::{self, Analyser, FrameStats, PipelineError, Sink};
+use crate::publish::messages::encode;
+use crate::record::FrameRecord;
+use crate::track::TrackEvent;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A YUV4MPEG2 clip, analysed frame by frame (none dropped).
+    pub clip: PathBuf,
+    /// Analysis threads (`[pipeline] threads`).
+    pub threads: usize,
+    /// Timed runs of each model alone (after a warm-up); 0 skips the models.
+    pub model_runs: usize,
+    /// Parity fixtures: `<model id>/<case>.png`, real crops at each model's input size.
+    pub fixtures: PathBuf,
+}
+
+/// Runs the benchmark; `started` is when the process started, for the start-up time.
+pub fn run(
+    config: &Config,
+    options: &BenchOptions,
+    started: Instant,
+) -> Result<Value, PipelineError> {
+    let mut config = config.clone();
+    config.source.uri = format!("y4m:{}", options.clip.display());
+    config.source.live = Liveness::Recorded;
+    config.pipeline.threads = options.threads;
+
+    perf::enable();
+    let analyser = Analyser::load(&config)?;
+    let loaded = started.elapsed();
+    let mut sink = BenchSink {
+        encoding: config.mqtt.encoding,
+        started,
+        first_result: None,
+        faces: 0,
+    };
+    let running = Instant::now();
+    let summary = pipeline::run(&config, analyser, &mut sink)?;
+    let wall = running.elapsed();
+    let timings = perf::take();
+    let peak_rss_kib = peak_rss_kib();
+
+    let manifest = Manifest::load(&config.models.dir)?;
+    let is_model = |name: &str| manifest.entry(name).is_ok();
+    let mut stages = Map::new();
+    let mut pipeline_models = Map::new();
+    for (name, durations) in &timings {
+        let entry = json!({
+            "p50": round3(perf::quantile_ms(durations, 0.5)),
+            "p99": round3(perf::quantile_ms(durations, 0.99)),
+            "n": durations.len(),
+        });
+        if is_model(name) {
+            pipeline_models.insert(name.clone(), entry);
+        } else {
+            stages.insert(name.clone(), entry);
+        }
+    }
+    let frame_ms = timings
+        .iter()
+        .find(|(name, _)| name == "frame")
+        .map(|(_, d)| d.as_slice())
+        .unwrap_or_default();
+    let mut report = json!({
+        "peer": "facecast",
+        "version": env!("CARGO_PKG_VERSION"),
+        "clip": options.clip.file_stem().map(|s| s.to_string_lossy()),
+        "threads": config.pipeline.analysis_threads(),
+        "frames": summary.analysed,
+        "faces": sink.faces,
+        "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),
+        "frame_ms": {
+            "p50": round3(perf::quantile_ms(frame_ms, 0.5)),
+            "p99": round3(perf::quantile_ms(frame_ms, 0.99)),
+        },
+        "load_ms": round3(ms(loaded)),
+        "startup_ms": sink.first_result.map(|d| round3(ms(d))),
+        "peak_rss_kib": peak_rss_kib,
+        "load1": load1(),
+        "stages": stages,
+        "pipeline_models": pipeline_models,
+    });
+    if options.model_runs > 0 {
+        report["models"] = Value::Object(time_models(
+            &manifest,
+            &options.fixtures,
+            options.model_runs,
+        )?);
+    }
+    Ok(report)
+}
+
+/// Encodes every record and event as the MQTT publisher would (the part of publishing done on
+/// the analysis thread), and notes when the first result was ready.
+struct BenchSink {
+    encoding: Encoding,
+    started: Instant,
+    first_result: Option<Duration>,
+    faces: u64,
+}
+
+impl Sink for BenchSink {
+    fn frame(&mut self, record: &FrameRecord, _: &FrameStats) -> io::Result<()> {
+        perf::time("encode", || encode(self.encoding, record)).map_err(io::Error::other)?;
+        self.first_result
+            .get_or_insert_with(|| self.started.elapsed());
+        self.faces += record.faces.len() as u64;
+        Ok(())
+    }
+
+    fn events(&mut self, events: &[TrackEvent]) -> io::Result<()> {
+        for event in events {
+            encode(self.encoding, event).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+}
+
+/// Each manifest model alone: loaded once, fed a real crop from its parity fixtures (a
+/// quantised copy takes its original's), warmed up, then timed `runs` times.
+fn time_models(
+    manifest: &Manifest,
+    fixtures: &Path,
+    runs: usize,
+) -> Result<Map<String, Value>, PipelineError> {
+    let mut models = Map::new();
+    for entry in &manifest.models {
+        let fixture_id = entry.variant_of.as_deref().unwrap_or(&entry.id);
+        let crop = first_crop(&fixtures.join(fixture_id))?;
+        let mut model = Model::load(manifest, &entry.id, false)?;
+        // The fixture crops are cut at the model's input size.
+        let (spec, tensor) = model.input();
+        sample_into(&crop, &Affine::IDENTITY, spec, Border::Black, tensor);
+        for _ in 0..runs.div_ceil(10) {
+            model.run()?;
+        }
+        let mut durations = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            model.run()?;
+            durations.push(started.elapsed());
+        }
+        models.insert(
+            entry.id.clone(),
+            json!({
+                "p50": round3(perf::quantile_ms(&durations, 0.5)),
+                "p99": round3(perf::quantile_ms(&durations, 0.99)),
+                "runs": runs,
+            }),
+        );
+    }
+    Ok(models)
+}
+
+/// The first (by name) PNG crop in `dir`.
+fn first_crop(dir: &Path) -> Result<Frame, PipelineError> {
+    let missing = |why: String| {
+        PipelineError::Capture(capture::CaptureError::io(
+            format!("{}: model fixtures", dir.display()),
+            io::Error::new(io::ErrorKind::NotFound, why),
+        ))
+    };
+    let mut crops: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| missing(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    crops.sort();
+    let path = crops.first().ok_or_else(|| missing("no PNG crop".into()))?;
+    let mut frame = Frame::with_capacity(0, 0);
+    capture::load_image(path, &mut frame)?;
+    Ok(frame)
+}
+
+/// The process's peak resident memory (VmHWM) in KiB; 0 where /proc does not say.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The one-minute load average: other work on the machine skews every figure of a run.
+fn load1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1e3).round() / 1e3
+}
