@@ -278,11 +278,11 @@ impl Track {
         self.estimated = true;
     }
 
-    /// The per-frame action units, from this frame's mesh.
+    /// The per-frame action units, from this frame's mesh and irises.
     fn add_action_units(&mut self, face: &AnalysedFace) {
         if let Some(landmarks) = &face.landmarks {
             let pose = &landmarks.geometry.pose;
-            let measures = Measures::of_mesh(&landmarks.mesh.points);
+            let measures = Measures::of_face(landmarks);
             self.attributes
                 .update_action_units(&measures, [pose.yaw, pose.pitch]);
             self.estimated = true;
