@@ -103,9 +103,9 @@ pub enum Measure {
     LowerLipThickness,
     /// Gap between the inner lip contours.
     LipGap,
-    /// Mean height of the lower lip's outer edge above the nose base (negative).
+    /// Mean height of the lower lip's outer edge.
     LowerLipHeight,
-    /// Mean height of the chin above the nose base (negative).
+    /// Mean height of the chin.
     ChinHeight,
 }
 
@@ -159,8 +159,7 @@ impl Measures {
         };
         // Local references take out what the rigid fit leaves and what differs between faces
         // more than between expressions: heights around the eyes from the eye-corner line, the
-        // lips and chin from the nose base (the lowest point the rigid fit holds), the lip
-        // corners from halfway between nose base and jaw.
+        // upper lip from the nose base, the lip corners from halfway between nose base and jaw.
         let eye_line = mean(&[33, 133, 362, 263], y);
         // Halfway between the nose base and the jaw line: a dropping jaw takes the lip corners
         // down about half as far as the jaw, and the lips themselves may move.
@@ -182,8 +181,8 @@ impl Measures {
         m[Measure::UpperLipThickness as usize] = mean(&UPPER_LIP, y) - mean(&INNER_UPPER, y);
         m[Measure::LowerLipThickness as usize] = mean(&INNER_LOWER, y) - mean(&LOWER_LIP, y);
         m[Measure::LipGap as usize] = mean(&INNER_UPPER, y) - mean(&INNER_LOWER, y);
-        m[Measure::LowerLipHeight as usize] = mean(&LOWER_LIP, y) - p[NOSE_BASE][y];
-        m[Measure::ChinHeight as usize] = mean(&CHIN, y) - p[NOSE_BASE][y];
+        m[Measure::LowerLipHeight as usize] = mean(&LOWER_LIP, y);
+        m[Measure::ChinHeight as usize] = mean(&CHIN, y);
         Measures(m)
     }
 
