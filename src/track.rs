@@ -278,12 +278,12 @@ impl Track {
         self.estimated = true;
     }
 
-    /// The per-frame action units, from this frame's mesh.
+    /// The per-frame action units, from this frame's mesh and irises.
     fn add_action_units(&mut self, face: &AnalysedFace) {
         if let Some(landmarks) = &face.landmarks {
             let pose = &landmarks.geometry.pose;
             crate::perf::time("action_units", || {
-                let measures = Measures::of_mesh(&landmarks.mesh.points);
+                let measures = Measures::of_face(landmarks);
                 self.attributes
                     .update_action_units(&measures, [pose.yaw, pose.pitch]);
             });

@@ -8,7 +8,8 @@
 //!    read in that frame, so head pose and distance drop out.
 //! 2. Measures: heights, widths and depths of the brows, lids, cheeks, nose wings and lips
 //!    ([`Measures`]); each AU is the movement of its measure away from a neutral face, in
-//!    centimetres (AU45: the share of the neutral eye opening the upper lid closed).
+//!    centimetres (AU5: in iris radii, the upper lid against the iris; AU45: the share of the
+//!    neutral eye opening the upper lid closed).
 //! 3. Neutral: per track, the median of the track's own frontal frames ([`NeutralBaseline`]);
 //!    for a single image, or until a track has enough frames, the canonical face mesh itself
 //!    (a population neutral).
@@ -16,6 +17,8 @@
 //!    from intensity 1 on. docs/action-units.md documents each measure and its calibration.
 
 use super::canonical_mesh::CANONICAL_MESH;
+use super::landmarks::EyeLandmarks;
+use super::FaceLandmarks;
 
 /// The action units measured, in output order. AU16 is there because the EMFACS prototype of
 /// disgust (9+15+16) needs it.
@@ -39,6 +42,8 @@ const RIGID: [usize; 18] = [
 const INNER_BROW: [usize; 8] = [107, 66, 55, 65, 336, 296, 285, 295];
 const OUTER_BROW: [usize; 8] = [70, 63, 46, 53, 300, 293, 276, 283];
 const UPPER_LID: [usize; 6] = [160, 159, 158, 387, 386, 385];
+/// The apex of each upper lid, right then left: where the margin-reflex distance is measured.
+const UPPER_LID_APEX: [usize; 2] = [159, 386];
 const LOWER_LID: [usize; 6] = [144, 145, 153, 373, 374, 380];
 const CHEEK: [usize; 8] = [118, 119, 101, 50, 347, 348, 330, 280];
 const NOSE_WING: [usize; 8] = [64, 48, 102, 98, 294, 278, 331, 327];
@@ -54,7 +59,14 @@ const JAW: [usize; 4] = [172, 136, 397, 365];
 /// Subnasale, where the nose meets the upper lip.
 const NOSE_BASE: usize = 2;
 /// Number of geometric measures.
-pub const MEASURE_COUNT: usize = 16;
+pub const MEASURE_COUNT: usize = 17;
+
+/// Iris radius of the population neutral (cm): half the mean horizontal visible iris diameter of
+/// adults, 11.7 mm (Rüfer, Schröder and Erb, Cornea 2005).
+const NEUTRAL_IRIS_RADIUS: f32 = 0.585;
+/// Height of the upper lid's margin above the pupil in the population neutral (cm): the
+/// margin-reflex distance MRD1, normally 4-5 mm in adults.
+const NEUTRAL_MRD1: f32 = 0.45;
 
 /// What the mesh measures, in the canonical frame (cm; y up, z towards the viewer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +80,9 @@ pub enum Measure {
     BrowGap,
     /// Mean height of the upper lids above the eye-corner line.
     UpperLidHeight,
+    /// Height of the upper lid's apex above the iris centre, in iris radii (both eyes averaged):
+    /// the margin-reflex distance MRD1 over the iris radius.
+    UpperLidAboveIris,
     /// Mean height of the lower lids above the eye-corner line.
     LowerLidHeight,
     /// Mean height of the infraorbital cheek points above the eye-corner line.
@@ -98,6 +113,34 @@ pub enum Measure {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measures(pub [f32; MEASURE_COUNT]);
 
+/// An iris as the iris model places it, in the mesh's units (frame pixels): centre (x, y) and
+/// radius.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IrisCircle {
+    pub centre: [f32; 2],
+    pub radius: f32,
+}
+
+impl From<&EyeLandmarks> for IrisCircle {
+    fn from(eye: &EyeLandmarks) -> IrisCircle {
+        IrisCircle {
+            centre: eye.centre(),
+            radius: eye.radius(),
+        }
+    }
+}
+
+/// The population neutral's irises (right, then left) in the canonical frame: centre (cm) and
+/// radius (cm). The canonical face mesh has no irises, so each is placed from clinical norms:
+/// [`NEUTRAL_MRD1`] below the upper lid's apex, at the apex's x and depth, of radius
+/// [`NEUTRAL_IRIS_RADIUS`].
+pub fn population_irises() -> [([f32; 3], f32); 2] {
+    UPPER_LID_APEX.map(|i| {
+        let [x, y, z] = CANONICAL_MESH[i];
+        ([x, y - NEUTRAL_MRD1, z], NEUTRAL_IRIS_RADIUS)
+    })
+}
+
 impl Measures {
     pub fn get(&self, measure: Measure) -> f32 {
         self.0[measure as usize]
@@ -126,6 +169,7 @@ impl Measures {
         m[Measure::OuterBrowHeight as usize] = mean(&OUTER_BROW, y) - eye_line;
         m[Measure::BrowGap as usize] = gap_x(&INNER_BROW[..]);
         m[Measure::UpperLidHeight as usize] = mean(&UPPER_LID, y) - eye_line;
+        // UpperLidAboveIris needs the irises: set by `of_mesh`.
         m[Measure::LowerLidHeight as usize] = mean(&LOWER_LID, y) - eye_line;
         m[Measure::CheekHeight as usize] = mean(&CHEEK, y) - eye_line;
         m[Measure::NoseWingHeight as usize] = mean(&NOSE_WING, y) - eye_line;
@@ -143,16 +187,51 @@ impl Measures {
     }
 
     /// The measures of a face mesh in any pose and scale (468 points, frame pixels or any
-    /// other units, x right, y down or up): fitted into the canonical frame first.
-    pub fn of_mesh(mesh: &[[f32; 3]]) -> Measures {
+    /// other units, x right, y down or up) and its irises (subject's right, then left, in the
+    /// same units): fitted into the canonical frame first.
+    pub fn of_mesh(mesh: &[[f32; 3]], irises: &[IrisCircle; 2]) -> Measures {
         let fit = Similarity::fit(mesh, &RIGID);
         let canonical: Vec<[f32; 3]> = mesh.iter().map(|&p| fit.apply(p)).collect();
-        Measures::of_canonical(&canonical)
+        let mut measures = Measures::of_canonical(&canonical);
+        // The iris model's depth is not in the mesh's scale, so the lid-to-iris offset is read
+        // in the image and taken to lie along the face's vertical: the image part of the
+        // canonical y axis, `up`, shortens it by |up|^2 (cos^2 of the head's pitch when upright).
+        let up = fit.canonical_y_in_image();
+        let foreshortening = (up[0] * up[0] + up[1] * up[1]).max(f32::MIN_POSITIVE);
+        let lid_above_iris = UPPER_LID_APEX
+            .iter()
+            .zip(irises)
+            .map(|(&apex, iris)| {
+                let offset = [
+                    mesh[apex][0] - iris.centre[0],
+                    mesh[apex][1] - iris.centre[1],
+                ];
+                let along_up = offset[0] * up[0] + offset[1] * up[1];
+                along_up / foreshortening / iris.radius.max(f32::MIN_POSITIVE)
+            })
+            .sum::<f32>()
+            / 2.0;
+        measures.0[Measure::UpperLidAboveIris as usize] = lid_above_iris;
+        measures
     }
 
-    /// The canonical face mesh's own measures: the population neutral.
+    /// The measures of an analysed face: its mesh and the iris model's irises.
+    pub fn of_face(landmarks: &FaceLandmarks) -> Measures {
+        let irises = [
+            IrisCircle::from(&landmarks.eyes[0]),
+            IrisCircle::from(&landmarks.eyes[1]),
+        ];
+        Measures::of_mesh(&landmarks.mesh.points, &irises)
+    }
+
+    /// The canonical face mesh's own measures, with [`population_irises`]: the population
+    /// neutral.
     pub fn population_neutral() -> Measures {
-        Measures::of_canonical(&CANONICAL_MESH)
+        let irises = population_irises().map(|([x, y, _], radius)| IrisCircle {
+            centre: [x, y],
+            radius,
+        });
+        Measures::of_mesh(&CANONICAL_MESH, &irises)
     }
 }
 
@@ -228,6 +307,12 @@ impl Similarity {
         }
     }
 
+    /// The canonical y axis (up the face) as a direction in the mesh's frame, x and y only: the
+    /// canonical y of a mesh offset (dx, dy, 0) is `scale` times its dot product with this.
+    fn canonical_y_in_image(&self) -> [f32; 2] {
+        [self.rotation[1][0] as f32, self.rotation[1][1] as f32]
+    }
+
     fn apply(&self, p: [f32; 3]) -> [f32; 3] {
         let d: [f64; 3] = std::array::from_fn(|k| p[k] as f64 - self.from[k]);
         std::array::from_fn(|r| {
@@ -288,7 +373,8 @@ fn largest_eigenvector(mut a: [[f64; 4]; 4]) -> [f64; 4] {
 /// How one AU is read from the measures and scaled to 0-5.
 struct AuScale {
     au: u8,
-    /// Movement (cm; AU45: closed fraction) at which the AU starts: intensity 0 below it.
+    /// Movement (cm; AU5: iris radii; AU45: closed fraction) at which the AU starts:
+    /// intensity 0 below it.
     onset: f32,
     /// Movement at intensity 5.
     full: f32,
@@ -301,7 +387,7 @@ const SCALES: [AuScale; 18] = [
     AuScale { au: 1, onset: 0.10, full: 1.00 },
     AuScale { au: 2, onset: 0.10, full: 1.00 },
     AuScale { au: 4, onset: 0.05, full: 0.60 },
-    AuScale { au: 5, onset: 0.03, full: 0.30 },
+    AuScale { au: 5, onset: 0.05, full: 0.50 },
     AuScale { au: 6, onset: 0.05, full: 0.50 },
     AuScale { au: 7, onset: 0.03, full: 0.25 },
     AuScale { au: 9, onset: 0.04, full: 0.40 },
@@ -327,7 +413,10 @@ fn movement(au: u8, now: &Measures, neutral: &Measures) -> f32 {
         2 => d(OuterBrowHeight),
         // Brows lowered and drawn together.
         4 => -d(InnerBrowHeight) - d(BrowGap),
-        5 => d(UpperLidHeight),
+        // The upper lid raised against the iris: more of the iris, and sclera above it, shows.
+        // Against the iris rather than the eye corners, the measure cancels the eye's size and
+        // shape and what glasses magnify.
+        5 => d(UpperLidAboveIris),
         6 => d(CheekHeight),
         7 => d(LowerLidHeight),
         9 => d(NoseWingHeight),
@@ -475,11 +564,25 @@ mod tests {
             .collect()
     }
 
+    /// The population irises seen by the same camera as [`in_camera`].
+    fn irises_in_camera(yaw_deg: f32, pitch_deg: f32, roll_deg: f32) -> [IrisCircle; 2] {
+        population_irises().map(|(centre, radius)| {
+            let [x, y, _] = in_camera(&[centre], yaw_deg, pitch_deg, roll_deg)[0];
+            IrisCircle {
+                centre: [x, y],
+                radius: 14.0 * radius,
+            }
+        })
+    }
+
     #[test]
     fn canonical_face_in_any_pose_is_neutral() {
         let neutral = Measures::population_neutral();
         for (yaw, pitch, roll) in [(0.0, 0.0, 0.0), (30.0, -10.0, 5.0), (-40.0, 15.0, -20.0)] {
-            let seen = Measures::of_mesh(&in_camera(&CANONICAL_MESH, yaw, pitch, roll));
+            let seen = Measures::of_mesh(
+                &in_camera(&CANONICAL_MESH, yaw, pitch, roll),
+                &irises_in_camera(yaw, pitch, roll),
+            );
             for k in 0..MEASURE_COUNT {
                 assert!(
                     (seen.0[k] - neutral.0[k]).abs() < 1e-3,
