@@ -17,8 +17,9 @@ usage (from the peer's venv; benches/run.sh does all of this):
 
 Single-threaded: the BLAS/OpenMP thread counts are set to 1 below before numpy loads, and
 onnxruntime gets intra_op_num_threads = inter_op_num_threads = 1. mediapipe has no such knob in
-its legacy API (its graphs leave XNNPACK's thread count at the default, which is 1 on desktop
-Linux; the graph scheduler has its own threads): "cpu_per_wall" in the JSON (process CPU time /
+its legacy API (its graphs leave XNNPACK's num_threads unset, and the default is 1 except on
+Android, iOS and threaded wasm: mediapipe/calculators/tensor/inference_calculator_utils.cc,
+GetXnnpackDefaultNumThreads; the graph scheduler has a few threads of its own): "cpu_per_wall" in the JSON (process CPU time /
 wall time over the timed loop) and "os_threads" show what each peer really used.
 
 Frames are decoded from the Y4M exactly as facecast decodes them (y4m.py), one at a time and
