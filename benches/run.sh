@@ -52,7 +52,7 @@ done
 
 if [ ! -x "$facecast" ]; then
     echo "run.sh: skipping facecast: no binary at $facecast (cargo build --release, or set FACECAST_BIN)" >&2
-elif ! "$facecast" bench --help >/dev/null 2>&1; then
+elif ! "$facecast" bench --help 2>/dev/null | grep -q -- --clip; then
     echo "run.sh: skipping facecast: $facecast has no 'bench' subcommand yet" >&2
 else
     for clip in "${clips[@]}"; do
