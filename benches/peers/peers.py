@@ -1,0 +1,274 @@
+"""Times facecast's peers on the same inputs as `facecast bench`, one peer per process, and writes
+one JSON file (the schema benches/report.py reads):
+
+    onnxruntime               every ONNX file of models/manifest.toml (fp32 and int8) on a real
+                              input: the first parity fixture crop of the model (an int8 copy
+                              uses its fp32 original's), normalised as the manifest says
+    mediapipe_face_detection  mediapipe legacy face_detection, model_selection=1 (full range)
+    mediapipe_face_mesh_iris  mediapipe legacy face_mesh, refine_landmarks=True (irises),
+                              static_image_mode=False (tracking between frames)
+    face_recognition          face_locations (HOG, upsample 1) + face_encodings per frame
+
+usage (from the peer's venv; benches/run.sh does all of this):
+    peers.py onnxruntime --out F [--runs 200] [--warmup 20]
+    peers.py mediapipe_face_detection --clip C.y4m --out F
+    peers.py mediapipe_face_mesh_iris --clip C.y4m --max-faces N --out F
+    peers.py face_recognition --clip C.y4m --out F [--frames 30]
+
+Single-threaded: the BLAS/OpenMP thread counts are set to 1 below before numpy loads, and
+onnxruntime gets intra_op_num_threads = inter_op_num_threads = 1. mediapipe has no such knob in
+its legacy API (its graphs leave XNNPACK's num_threads unset, and the default is 1 except on
+Android, iOS and threaded wasm: mediapipe/calculators/tensor/inference_calculator_utils.cc,
+GetXnnpackDefaultNumThreads; the graph scheduler has a few threads of its own): "cpu_per_wall" in the JSON (process CPU time /
+wall time over the timed loop) and "os_threads" show what each peer really used.
+
+Frames are decoded from the Y4M exactly as facecast decodes them (y4m.py), one at a time and
+outside the timed region: the decode is not in frame_ms, fps or startup_ms, and the process holds
+one decoded frame, not the clip (so peak RSS is the peer's, not 150 frames').
+The first frame is the end of start-up (startup_ms: from the process's start, as the kernel
+records it, through imports and model loading to the first result; 10 ms granularity) and is not
+in frame_ms or fps.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before numpy (and through it any BLAS) is imported: one thread everywhere.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ[_var] = "1"
+os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import importlib.metadata
+import json
+import pathlib
+import resource
+import sys
+import time
+import tomllib
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import y4m  # noqa: E402
+
+
+def process_start_boottime() -> float:
+    """When this process started, in CLOCK_BOOTTIME seconds (/proc/self/stat field 22, in clock
+    ticks since boot): start-up then includes the interpreter's own start."""
+    stat = pathlib.Path("/proc/self/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def os_threads() -> int:
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def percentiles(ms: list[float]) -> dict:
+    """p50 and p99 (numpy's default linear interpolation between order statistics)."""
+    a = np.asarray(ms)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
+
+
+def base_record(peer: str, version: str) -> dict:
+    return {"peer": peer, "version": version, "threads": 1,
+            "load1": round(os.getloadavg()[0], 2)}
+
+
+def finish(record: dict) -> dict:
+    record["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    record["load1_end"] = round(os.getloadavg()[0], 2)
+    return record
+
+
+# --- per-frame peers --------------------------------------------------------------------------
+
+def run_clip(record: dict, clip: pathlib.Path, limit: int | None, process, count_faces) -> dict:
+    """Feeds the clip's frames to `process(rgb)` (created by the caller after the process
+    started); times each call; frame 0 ends start-up."""
+    start = process_start_boottime()
+    reader = y4m.Reader(clip)
+    decode_s = 0.0
+    times: list[float] = []
+    faces: list[int] = []
+    threads = 0
+    cpu_busy = 0.0  # process CPU time (all threads) inside process(), frames after the first
+    for i, planes in enumerate(reader.planes()):
+        if limit is not None and i >= limit:
+            break
+        d0 = time.perf_counter()
+        rgb = reader.rgb(planes)
+        decode_s += time.perf_counter() - d0
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = process(rgb)
+        t1, c1 = time.perf_counter(), time.process_time()
+        faces.append(count_faces(result))
+        threads = max(threads, os_threads())
+        if i == 0:
+            # Only the first frame's decode happened before the first result.
+            record["startup_ms"] = round(
+                (time.clock_gettime(time.CLOCK_BOOTTIME) - start - decode_s) * 1e3, 1)
+        else:
+            times.append((t1 - t0) * 1e3)
+            cpu_busy += c1 - c0
+    reader.close()
+    record.update({
+        "clip": clip.stem,
+        "frames": len(times),
+        "fps": round(1e3 * len(times) / sum(times), 2),
+        "frame_ms": percentiles(times),
+        "faces_per_frame": {"min": min(faces), "mean": round(sum(faces) / len(faces), 2),
+                            "max": max(faces)},
+        "cpu_per_wall": round(cpu_busy / (sum(times) / 1e3), 2),
+        "os_threads": threads,
+    })
+    return record
+
+
+def mediapipe_peer(args, what: str) -> dict:
+    import mediapipe as mp
+    record = base_record(f"mediapipe_{what}", mp.__version__)
+    if what == "face_detection":
+        settings = {"model_selection": 1, "min_detection_confidence": 0.5}
+        solution = mp.solutions.face_detection.FaceDetection(**settings)
+        count = lambda r: len(r.detections or [])  # noqa: E731
+    else:
+        settings = {"static_image_mode": False, "max_num_faces": args.max_faces,
+                    "refine_landmarks": True, "min_detection_confidence": 0.5,
+                    "min_tracking_confidence": 0.5}
+        solution = mp.solutions.face_mesh.FaceMesh(**settings)
+        count = lambda r: len(r.multi_face_landmarks or [])  # noqa: E731
+    record["settings"] = settings
+    with solution:
+        run_clip(record, args.clip, args.frames, solution.process, count)
+    return finish(record)
+
+
+def face_recognition_peer(args) -> dict:
+    import face_recognition
+    version = (f"{importlib.metadata.version('face_recognition')} "
+               f"(dlib-bin {importlib.metadata.version('dlib-bin')}, "
+               f"face_recognition_models {importlib.metadata.version('face_recognition_models')})")
+    record = base_record("face_recognition", version)
+    # The package's defaults, written out: HOG detector upsampling once, the 5-point
+    # ("small") predictor for the chips, one jitter.
+    settings = {"model": "hog", "number_of_times_to_upsample": 1,
+                "encodings_model": "small", "num_jitters": 1, "frames_limit": args.frames}
+    record["settings"] = settings
+
+    def process(rgb):
+        boxes = face_recognition.face_locations(rgb, settings["number_of_times_to_upsample"],
+                                                settings["model"])
+        return face_recognition.face_encodings(rgb, boxes, settings["num_jitters"],
+                                               settings["encodings_model"])
+
+    run_clip(record, args.clip, args.frames, process, len)
+    return finish(record)
+
+
+# --- onnxruntime on the manifest's models ---------------------------------------------------
+
+def onnxruntime_peer(args) -> dict:
+    start = process_start_boottime()
+    import cv2
+    import onnxruntime as ort
+    # The manifest's normalisation ((pixel - mean) / std, colour, layout) is implemented once,
+    # for the int8 tools; reused here rather than copied.
+    sys.path.insert(0, str(REPO / "models" / "tools" / "int8"))
+    from common import normalise
+
+    record = base_record("onnxruntime", ort.__version__)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # graph_optimization_level stays at onnxruntime's default (ORT_ENABLE_ALL): how it is used.
+    record["settings"] = {"provider": "CPUExecutionProvider", "intra_op_num_threads": 1,
+                          "inter_op_num_threads": 1, "execution_mode": "sequential",
+                          "graph_optimization_level": str(options.graph_optimization_level),
+                          "warmup": args.warmup}
+    manifest = tomllib.loads((REPO / "models" / "manifest.toml").read_text())
+    entries = {m["id"]: m for m in manifest["model"]}
+    models = {}
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    threads = 0
+    for model_id, m in entries.items():
+        fp32 = entries[m.get("variant_of", model_id)]
+        fixtures = REPO / fp32["parity"]["fixtures"]
+        case = sorted(fixtures.glob("*.png"))[0]
+        pixels = cv2.imread(str(case), cv2.IMREAD_UNCHANGED)
+        if pixels.ndim == 3:
+            pixels = np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR(A) -> RGB
+        x = normalise(pixels, m["input"])
+        t0 = time.perf_counter()
+        session = ort.InferenceSession(str(REPO / "models" / m["file"]), options,
+                                       providers=["CPUExecutionProvider"])
+        feed = {m["input"]["name"]: x}
+        session.run(None, feed)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        if "startup_ms" not in record:
+            record["startup_ms"] = round((time.clock_gettime(time.CLOCK_BOOTTIME) - start) * 1e3, 1)
+            record["startup_model"] = model_id
+        for _ in range(args.warmup):
+            session.run(None, feed)
+        times = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1e3)
+        threads = max(threads, os_threads())
+        models[model_id] = {**percentiles(times), "runs": len(times),
+                            "load_ms": round(load_ms, 1), "precision": m["precision"],
+                            "input": str(case.relative_to(REPO))}
+        print(f"onnxruntime {model_id:<26} p50 {models[model_id]['p50']:8.3f} ms  "
+              f"p99 {models[model_id]['p99']:8.3f} ms", file=sys.stderr)
+        del session
+    record["cpu_per_wall"] = round((cpu_seconds() - cpu0) / (time.perf_counter() - wall0), 2)
+    record["os_threads"] = threads
+    record["models"] = models
+    return finish(record)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("peer", choices=["onnxruntime", "mediapipe_face_detection",
+                                    "mediapipe_face_mesh_iris", "face_recognition"])
+    p.add_argument("--clip", type=pathlib.Path)
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--frames", type=int, help="only the first N frames of the clip")
+    p.add_argument("--max-faces", type=int, default=1, help="face_mesh max_num_faces")
+    p.add_argument("--runs", type=int, default=200, help="onnxruntime: timed runs per model")
+    p.add_argument("--warmup", type=int, default=20, help="onnxruntime: untimed runs first")
+    args = p.parse_args()
+    if args.peer != "onnxruntime" and args.clip is None:
+        p.error(f"{args.peer} needs --clip")
+    if args.peer == "onnxruntime":
+        record = onnxruntime_peer(args)
+    elif args.peer == "face_recognition":
+        record = face_recognition_peer(args)
+    else:
+        record = mediapipe_peer(args, args.peer.removeprefix("mediapipe_"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    summary = {k: record[k] for k in ("peer", "clip", "frames", "fps", "frame_ms", "startup_ms",
+                                      "peak_rss_kib", "load1") if k in record}
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

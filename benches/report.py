@@ -1,0 +1,125 @@
+"""Prints the markdown tables of docs/performance.md from one benches/run.sh run: every *.json
+in the directory given (facecast's `bench --json` files and benches/peers/peers.py's; the schema
+is in peers.py and the issue). Stdlib only. A missing side prints "—".
+
+    python3 benches/report.py WORK_DIR/results/<run>
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+DASH = "—"
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return DASH
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else DASH
+
+
+def get(record, *keys):
+    for k in keys:
+        if not isinstance(record, dict) or k not in record:
+            return None
+        record = record[k]
+    return record
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def label(r: dict) -> str:
+    return r["peer"] + (f" {r['clip']}" if "clip" in r else "") + (
+        f" ({r['threads']} thr)" if r["peer"] == "facecast" else "")
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    run = pathlib.Path(sys.argv[1])
+    records = [json.loads(p.read_text()) for p in sorted(run.glob("*.json"))]
+    if not records:
+        print(f"report.py: no JSON files in {run}", file=sys.stderr)
+        return 1
+    facecast = [r for r in records if r["peer"] == "facecast"]
+    by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
+
+    def fc(clip, threads):
+        return next((r for r in facecast if r.get("clip") == clip and r.get("threads") == threads), None)
+
+    out = [f"Run `{run.name}`; load average (1 min) at each measurement's start: " + ", ".join(
+        f"{label(r)} {fmt(r.get('load1'))}" for r in records) + "."]
+    if not facecast:
+        out.append("\n(no facecast results in this run: only the peers' columns are filled)")
+
+    # 1. per model: tract (facecast, 1 thread) vs onnxruntime
+    ort = by_peer_clip.get(("onnxruntime", None), {})
+    tract = next((r for r in facecast if r.get("threads") == 1 and r.get("models")), {})
+    ids = list(dict.fromkeys(list(get(tract, "models") or {}) + list(get(ort, "models") or {})))
+    rows = []
+    for i in ids:
+        t, o = get(tract, "models", i) or {}, get(ort, "models", i) or {}
+        rows.append([i, o.get("precision", DASH), t.get("p50"), t.get("p99"), o.get("p50"),
+                     o.get("p99"), ratio(t.get("p50"), o.get("p50")), ratio(t.get("p99"), o.get("p99"))])
+    out.append(f"\n### Per model, one thread: tract (facecast {fmt(tract.get('version'))}) vs "
+               f"onnxruntime {fmt(ort.get('version'))} (ms per run)\n")
+    out.append(table(["model", "precision", "tract p50", "tract p99", "ort p50", "ort p99",
+                      "tract/ort p50", "tract/ort p99"], rows))
+
+    # 2. per frame: facecast vs mediapipe
+    for clip in ("one_face", "six_faces"):
+        rows = []
+        for r in [fc(clip, 1), fc(clip, 2), by_peer_clip.get(("mediapipe_face_mesh_iris", clip)),
+                  by_peer_clip.get(("mediapipe_face_detection", clip))]:
+            if r:
+                rows.append([label(r), r.get("frames"), get(r, "frame_ms", "p50"),
+                             get(r, "frame_ms", "p99"), r.get("fps"),
+                             get(r, "faces_per_frame", "mean")])
+        out.append(f"\n### Per frame, {clip}: facecast vs mediapipe (ms)\n")
+        out.append(table(["", "frames", "p50", "p99", "fps", "faces/frame"], rows))
+
+    # 3. full pipeline fps vs face_recognition
+    rows = []
+    for clip in ("one_face", "six_faces"):
+        fr = by_peer_clip.get(("face_recognition", clip), {})
+        for threads in (1, 2):
+            f = fc(clip, threads) or {}
+            rows.append([clip, threads, f.get("fps"), fr.get("fps"), ratio(f.get("fps"), fr.get("fps")),
+                         fr.get("frames")])
+    out.append("\n### Full pipeline vs face_recognition (HOG + ResNet; frames/s)\n")
+    out.append(table(["clip", "facecast threads", "facecast fps", "face_recognition fps",
+                      "ratio", "face_recognition frames"], rows))
+
+    # 4. memory and start-up
+    rows = [[label(r), r.get("version"), round(r["peak_rss_kib"] / 1024, 1) if "peak_rss_kib" in r else None,
+             r.get("startup_ms")] for r in records]
+    out.append("\n### Peak RSS and start-up (process start to first result)\n")
+    out.append(table(["process", "version", "peak RSS MiB", "start-up ms"], rows))
+
+    # 5. facecast's stages
+    if facecast:
+        stages = list(dict.fromkeys(s for r in facecast for s in (r.get("stages") or {})))
+        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("threads", 0)))
+        rows = [[s] + [fmt(get(r, "stages", s, "p50")) + " / " + fmt(get(r, "stages", s, "p99"))
+                       + f" ({fmt(get(r, 'stages', s, 'n'))})" for r in cols] for s in stages]
+        out.append("\n### facecast per stage: p50 / p99 ms (count)\n")
+        out.append(table(["stage"] + [label(r) for r in cols], rows))
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

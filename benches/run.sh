@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Issue 9: facecast and its peers timed in one run on the same frames.
+#   1. the peers' venvs (benches/peers/setup.sh; idempotent)
+#   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
+#   3. the peers, one process each (benches/peers/peers.py), single-threaded
+#   4. `facecast bench` on both clips with 1 and 2 threads (skipped, with a message, if the
+#      binary is missing or has no `bench` subcommand)
+#   5. benches/report.py: the markdown tables for docs/performance.md
+# usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
+# Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
+# Knobs: FACECAST_BIN (default $CARGO_TARGET_DIR/release/facecast, CARGO_TARGET_DIR defaulting
+# to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), FR_FRAMES (30: dlib's HOG
+# detector takes about a second a frame here).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-${BENCH_DIR:-/var/tmp/facecast-bench}}
+peers="$repo/benches/peers"
+facecast=${FACECAST_BIN:-${CARGO_TARGET_DIR:-/var/tmp/facecast-target}/release/facecast}
+ort_runs=${ORT_RUNS:-200}
+fr_frames=${FR_FRAMES:-30}
+clips=(one_face six_faces)
+
+BENCH_DIR="$work" "$peers/setup.sh"
+py_peers="$work/venv-peers/bin/python"
+py_mediapipe="$work/venv-mediapipe/bin/python"
+
+# The clips are ~70 MB each and take a minute to make: remade only when the scripts that make
+# them (or the photos' detections they centre on) change. Their bytes are deterministic.
+stamp=$(cat "$peers/make_clips.py" "$peers/y4m.py" "$repo/tests/fixtures/mediapipe/face_detection.json" | sha256sum)
+if [ "$(cat "$work/clips/stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$work/clips"
+    "$py_peers" "$peers/make_clips.py" "$work/clips"
+    echo "$stamp" > "$work/clips/stamp"
+fi
+
+out="$work/results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+echo "run.sh: results in $out ($(uptime))"
+
+"$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" --out "$out/onnxruntime.json"
+for clip in "${clips[@]}"; do
+    y4m="$work/clips/$clip.y4m"
+    # max_num_faces: as many as the clip holds (its name says it)
+    case $clip in one_face) faces=1 ;; six_faces) faces=6 ;; esac
+    "$py_mediapipe" "$peers/peers.py" mediapipe_face_detection --clip "$y4m" \
+        --out "$out/mediapipe_face_detection_$clip.json"
+    "$py_mediapipe" "$peers/peers.py" mediapipe_face_mesh_iris --clip "$y4m" --max-faces "$faces" \
+        --out "$out/mediapipe_face_mesh_iris_$clip.json"
+    "$py_peers" "$peers/peers.py" face_recognition --clip "$y4m" --frames "$fr_frames" \
+        --out "$out/face_recognition_$clip.json"
+done
+
+if [ ! -x "$facecast" ]; then
+    echo "run.sh: skipping facecast: no binary at $facecast (cargo build --release, or set FACECAST_BIN)" >&2
+elif ! "$facecast" bench --help 2>/dev/null | grep -q -- --clip; then
+    echo "run.sh: skipping facecast: $facecast has no 'bench' subcommand yet" >&2
+else
+    for clip in "${clips[@]}"; do
+        for threads in 1 2; do
+            "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
+                --json "$out/facecast_${clip}_t$threads.json"
+        done
+    done
+fi
+
+"$py_peers" "$repo/benches/report.py" "$out" | tee "$out/report.md"
