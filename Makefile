@@ -92,6 +92,12 @@ deb: cross-aarch64 cross-armv7
 	cross/deb/build.sh $(AARCH64) $(CARGO_TARGET_DIR)/$(AARCH64)/release/facecast
 	cross/deb/build.sh $(ARMV7) $(CARGO_TARGET_DIR)/$(ARMV7)/release/facecast
 
+.PHONY: bench
+## bench: facecast (release build) and its peers (onnxruntime, mediapipe, face_recognition) on the
+## same clips, one run: the tables of docs/performance.md (benches/README.md)
+bench: build
+	FACECAST_BIN=$(CARGO_TARGET_DIR)/release/facecast benches/run.sh
+
 .PHONY: soak
 ## soak: 20,000 frames through the whole pipeline (release build): RSS flat, counters add up
 soak: deps

@@ -3,8 +3,7 @@
 #   1. the peers' venvs (benches/peers/setup.sh; idempotent)
 #   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
 #   3. the peers, one process each (benches/peers/peers.py), single-threaded
-#   4. `facecast bench` on both clips with 1 and 2 threads (skipped, with a message, if the
-#      binary is missing or has no `bench` subcommand)
+#   4. `facecast bench` on both clips with 1 and 2 analysis threads
 #   5. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
@@ -50,17 +49,16 @@ for clip in "${clips[@]}"; do
         --out "$out/face_recognition_$clip.json"
 done
 
-if [ ! -x "$facecast" ]; then
-    echo "run.sh: skipping facecast: no binary at $facecast (cargo build --release, or set FACECAST_BIN)" >&2
-elif ! "$facecast" bench --help 2>/dev/null | grep -q -- --clip; then
-    echo "run.sh: skipping facecast: $facecast has no 'bench' subcommand yet" >&2
-else
-    for clip in "${clips[@]}"; do
-        for threads in 1 2; do
-            "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
-                --json "$out/facecast_${clip}_t$threads.json"
-        done
+# facecast reads models/ and the parity crops relative to the repository, like `make run`.
+cd "$repo"
+for clip in "${clips[@]}"; do
+    for threads in 1 2; do
+        # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
+        model_runs=0
+        [ "$clip/$threads" = "one_face/1" ] && model_runs=$ort_runs
+        "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
+            --model-runs "$model_runs" --json "$out/facecast_${clip}_t$threads.json"
     done
-fi
+done
 
 "$py_peers" "$repo/benches/report.py" "$out" | tee "$out/report.md"

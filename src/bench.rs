@@ -87,7 +87,7 @@ pub fn run(
         "clip": options.clip.file_stem().map(|s| s.to_string_lossy()),
         "threads": config.pipeline.analysis_threads(),
         "frames": summary.analysed,
-        "faces": sink.faces,
+        "faces_per_frame": {"mean": round3(sink.faces as f64 / summary.analysed.max(1) as f64)},
         "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),
         "frame_ms": {
             "p50": round3(perf::quantile_ms(frame_ms, 0.5)),

@@ -109,7 +109,12 @@ fn capture_conversion_and_preprocessing_allocate_nothing_per_frame() {
             h: 140.0,
         },
         score: 0.9,
-        keypoints: vec![[290.0, 200.0], [350.0, 205.0], [320.0, 240.0], [320.0, 265.0]],
+        keypoints: vec![
+            [290.0, 200.0],
+            [350.0, 205.0],
+            [320.0, 240.0],
+            [320.0, 265.0],
+        ],
     };
     let crop = Roi::for_mesh_from_detection(&face).tensor_to_frame(mesh.width() as f32, false);
 
@@ -129,8 +134,24 @@ fn capture_conversion_and_preprocessing_allocate_nothing_per_frame() {
             );
             sample_into(&frame, &crop, &mesh, Border::Replicate, &mut mesh_tensor);
             ring.recycle(frame);
-            to_rgb(PixelFormat::Yuyv, Range::Limited, &yuyv, W, H, &mut converted).unwrap();
-            to_rgb(PixelFormat::Nv12, Range::Limited, &nv12, W, H, &mut converted).unwrap();
+            to_rgb(
+                PixelFormat::Yuyv,
+                Range::Limited,
+                &yuyv,
+                W,
+                H,
+                &mut converted,
+            )
+            .unwrap();
+            to_rgb(
+                PixelFormat::Nv12,
+                Range::Limited,
+                &nv12,
+                W,
+                H,
+                &mut converted,
+            )
+            .unwrap();
         });
         per_frame.push(allocated);
         assert!(
