@@ -125,6 +125,39 @@ struct TrackWork {
     action_units: bool,
 }
 
+impl TrackWork {
+    fn load(manifest: &Manifest, config: &Config) -> Result<TrackWork, PipelineError> {
+        let verify = config.models.verify_sha256;
+        // Descriptors are cut from the mesh's points: identity needs the landmarks.
+        let recogniser = if config.analysis.enabled && config.identity.enabled {
+            let identity = &config.identity;
+            let model = Model::load(manifest, &identity.model, verify)?;
+            let gallery = Gallery::open(&identity.gallery, descriptor_model(manifest, identity))?;
+            Some(Recogniser::new(
+                Embedder::new(model)?,
+                Arc::new(RwLock::new(gallery)),
+                identity.match_distance,
+            ))
+        } else {
+            None
+        };
+        let attributes = if config.analysis.enabled && config.attributes.enabled {
+            Some(AttributeAnalyser::new(
+                manifest,
+                &config.attributes,
+                verify,
+            )?)
+        } else {
+            None
+        };
+        Ok(TrackWork {
+            recogniser,
+            attributes,
+            action_units: config.analysis.enabled && config.attributes.action_units,
+        })
+    }
+}
+
 impl TrackAnalysis for TrackWork {
     fn describe(
         &mut self,
@@ -171,49 +204,43 @@ impl TrackAnalysis for TrackWork {
 impl Analyser {
     pub fn load(config: &Config) -> Result<Analyser, PipelineError> {
         let manifest = Manifest::load(&config.models.dir)?;
-        let verify = config.models.verify_sha256;
+        // The per-track models load on a second thread while the per-frame ones load here:
+        // start-up takes the longer of the two, not their sum (most of it is tract optimising
+        // each graph, which is single-threaded).
+        let (per_frame, work) = std::thread::scope(|scope| {
+            let work = scope.spawn(|| TrackWork::load(&manifest, config));
+            let per_frame = Self::load_per_frame(&manifest, config);
+            let work = work
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (per_frame, work)
+        });
+        let (detector, faces) = per_frame?;
+        let work = work?;
+        Ok(Analyser {
+            detector,
+            faces,
+            tracker: Tracker::new(&config.tracking, work.recogniser.is_some()),
+            work,
+        })
+    }
+
+    /// The detector and, when analysis is on, the landmark models.
+    fn load_per_frame(
+        manifest: &Manifest,
+        config: &Config,
+    ) -> Result<(Detector, Option<FaceAnalyser>), PipelineError> {
         let faces = if config.analysis.enabled {
             Some(FaceAnalyser::new(
-                &manifest,
+                manifest,
                 &config.analysis,
                 config.pipeline.analysis_threads(),
-                verify,
-            )?)
-        } else {
-            None
-        };
-        // Descriptors are cut from the mesh's points: identity needs the landmarks.
-        let recogniser = if config.analysis.enabled && config.identity.enabled {
-            let identity = &config.identity;
-            let model = Model::load(&manifest, &identity.model, verify)?;
-            let gallery = Gallery::open(&identity.gallery, descriptor_model(&manifest, identity))?;
-            Some(Recogniser::new(
-                Embedder::new(model)?,
-                Arc::new(RwLock::new(gallery)),
-                identity.match_distance,
-            ))
-        } else {
-            None
-        };
-        let attributes = if config.analysis.enabled && config.attributes.enabled {
-            Some(AttributeAnalyser::new(
-                &manifest,
-                &config.attributes,
                 config.models.verify_sha256,
             )?)
         } else {
             None
         };
-        Ok(Analyser {
-            detector: detector_from(&manifest, config)?,
-            faces,
-            tracker: Tracker::new(&config.tracking, recogniser.is_some()),
-            work: TrackWork {
-                recogniser,
-                attributes,
-                action_units: config.analysis.enabled && config.attributes.action_units,
-            },
-        })
+        Ok((detector_from(manifest, config)?, faces))
     }
 
     pub fn detector_id(&self) -> &str {
