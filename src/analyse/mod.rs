@@ -113,11 +113,31 @@ struct LandmarkWorker {
     iris: Iris,
 }
 
-/// What a worker found in a followed face's crop.
-enum Landmarked {
-    /// The mesh says there is no face there any more.
-    Lost,
-    Found(FaceLandmarks),
+/// One eye to find: its corners as they appear in the image, and whether the crop is mirrored
+/// (the iris model was trained on the eye on the image's left).
+struct EyeJob {
+    left: [f32; 2],
+    right: [f32; 2],
+    mirrored: bool,
+}
+
+impl EyeJob {
+    /// The subject's right eye, then the left (mirrored), from the mesh's eye corners.
+    fn of(mesh: &Mesh) -> [EyeJob; 2] {
+        let corner = |i: usize| [mesh.points[i][0], mesh.points[i][1]];
+        [
+            EyeJob {
+                left: corner(RIGHT_EYE[0]),
+                right: corner(RIGHT_EYE[1]),
+                mirrored: false,
+            },
+            EyeJob {
+                left: corner(LEFT_EYE[1]),
+                right: corner(LEFT_EYE[0]),
+                mirrored: true,
+            },
+        ]
+    }
 }
 
 impl LandmarkWorker {
@@ -128,40 +148,53 @@ impl LandmarkWorker {
         })
     }
 
-    /// The mesh in `roi`, then (when the face is still there) its irises, pose and gaze.
-    fn landmarks(
-        &mut self,
-        frame: &Frame,
-        roi: &Roi,
-        config: &AnalysisConfig,
-    ) -> Result<Landmarked, AnalyseError> {
-        let mesh = crate::perf::time("mesh", || self.mesh.run(frame, roi))?;
-        if mesh.presence < config.min_presence {
-            return Ok(Landmarked::Lost);
-        }
-        let p = &mesh.points;
-        let corner = |i: usize| [p[i][0], p[i][1]];
-        let eyes = crate::perf::time("iris", || -> Result<_, ModelError> {
-            let right = self
-                .iris
-                .run(frame, corner(RIGHT_EYE[0]), corner(RIGHT_EYE[1]), false)?;
-            let left = self
-                .iris
-                .run(frame, corner(LEFT_EYE[1]), corner(LEFT_EYE[0]), true)?;
-            Ok([right, left])
-        })?;
-        let size = [frame.width as f32, frame.height as f32];
-        let geometry = crate::perf::time("pose", || {
-            pose::analyse(p, &eyes[0], &eyes[1], size, config.camera_hfov_deg)
-        });
-        let attending = geometry.gaze_off_camera <= config.attention_cone_deg;
-        Ok(Landmarked::Found(FaceLandmarks {
-            mesh,
-            eyes,
-            geometry,
-            attending,
-        }))
+    fn mesh(&mut self, frame: &Frame, roi: &Roi) -> Result<Mesh, ModelError> {
+        crate::perf::time("mesh", || self.mesh.run(frame, roi))
     }
+
+    fn eye(&mut self, frame: &Frame, job: &EyeJob) -> Result<EyeLandmarks, ModelError> {
+        crate::perf::time("iris", || {
+            self.iris.run(frame, job.left, job.right, job.mirrored)
+        })
+    }
+}
+
+/// Runs `job` on every item, in order, sharing the items out among the workers, each on a
+/// thread of its own, when there is more than one of both.
+fn share_out<T: Sync, R: Send>(
+    workers: &mut [LandmarkWorker],
+    items: &[T],
+    job: impl Fn(&mut LandmarkWorker, &T) -> Result<R, ModelError> + Sync,
+) -> Result<Vec<R>, ModelError> {
+    let threads = workers.len().min(items.len());
+    if threads <= 1 {
+        let worker = &mut workers[0];
+        return items.iter().map(|item| job(worker, item)).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let job = &job;
+    let shares: Vec<Result<Vec<R>, ModelError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = workers
+            .iter_mut()
+            .zip(items.chunks(per_thread))
+            .map(|(worker, share)| {
+                scope.spawn(move || share.iter().map(|item| job(worker, item)).collect())
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut results = Vec::with_capacity(items.len());
+    for share in shares {
+        results.extend(share?);
+    }
+    Ok(results)
 }
 
 impl FaceAnalyser {
@@ -231,7 +264,7 @@ impl FaceAnalyser {
         let mut kept = Vec::new();
         let mut lost_one = false;
         for (followed, landmarked) in std::mem::take(&mut self.followed).into_iter().zip(found) {
-            let Landmarked::Found(landmarks) = landmarked else {
+            let Some(landmarks) = landmarked else {
                 lost_one = true;
                 continue;
             };
@@ -266,46 +299,52 @@ impl FaceAnalyser {
         Ok(faces)
     }
 
-    /// Each followed face's landmarks, in the order of `followed`: the faces are shared out
-    /// among the workers, each on its own thread, when there is more than one of both.
-    fn landmarks_of_followed(&mut self, frame: &Frame) -> Result<Vec<Landmarked>, AnalyseError> {
-        let config = &self.config;
+    /// Each followed face's landmarks, in the order of `followed` (`None`: the mesh says the
+    /// face is gone). Meshes, then eyes, are shared out among the workers: with two threads
+    /// even a single face's two eyes are found at once.
+    fn landmarks_of_followed(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<Vec<Option<FaceLandmarks>>, AnalyseError> {
         let rois: Vec<&Roi> = self.followed.iter().map(|f| &f.roi).collect();
-        let threads = self.workers.len().min(rois.len());
-        if threads <= 1 {
-            let worker = &mut self.workers[0];
-            return rois
-                .iter()
-                .map(|roi| worker.landmarks(frame, roi, config))
-                .collect();
-        }
-        let per_thread = rois.len().div_ceil(threads);
-        let results: Vec<Result<Vec<Landmarked>, AnalyseError>> = std::thread::scope(|scope| {
-            let running: Vec<_> = self
-                .workers
-                .iter_mut()
-                .zip(rois.chunks(per_thread))
-                .map(|(worker, share)| {
-                    scope.spawn(move || {
-                        share
-                            .iter()
-                            .map(|roi| worker.landmarks(frame, roi, config))
-                            .collect()
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|thread| {
-                    thread
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                })
-                .collect()
-        });
-        let mut found = Vec::with_capacity(rois.len());
-        for share in results {
-            found.extend(share?);
+        let meshes = share_out(&mut self.workers, &rois, |worker, roi| {
+            worker.mesh(frame, roi)
+        })?;
+        let present = |mesh: &Mesh| mesh.presence >= self.config.min_presence;
+        let eye_jobs: Vec<EyeJob> = meshes
+            .iter()
+            .filter(|mesh| present(mesh))
+            .flat_map(EyeJob::of)
+            .collect();
+        let mut eyes = share_out(&mut self.workers, &eye_jobs, |worker, job| {
+            worker.eye(frame, job)
+        })?
+        .into_iter();
+        let size = [frame.width as f32, frame.height as f32];
+        let mut found = Vec::with_capacity(meshes.len());
+        for mesh in meshes {
+            if !present(&mesh) {
+                found.push(None);
+                continue;
+            }
+            let [right, left] =
+                [eyes.next(), eyes.next()].map(|eye| eye.expect("two eye jobs per present face"));
+            let geometry = crate::perf::time("pose", || {
+                pose::analyse(
+                    &mesh.points,
+                    &right,
+                    &left,
+                    size,
+                    self.config.camera_hfov_deg,
+                )
+            });
+            let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
+            found.push(Some(FaceLandmarks {
+                mesh,
+                eyes: [right, left],
+                geometry,
+                attending,
+            }));
         }
         Ok(found)
     }
