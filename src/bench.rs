@@ -61,6 +61,7 @@ pub fn run(
     let peak_rss_kib = peak_rss_kib();
 
     let manifest = Manifest::load(&config.models.dir)?;
+    // Model runs are kept under their manifest ids; stage names are chosen not to clash.
     let is_model = |name: &str| manifest.entry(name).is_ok();
     let mut stages = Map::new();
     let mut pipeline_models = Map::new();

@@ -153,7 +153,7 @@ impl LandmarkWorker {
     }
 
     fn eye(&mut self, frame: &Frame, job: &EyeJob) -> Result<EyeLandmarks, ModelError> {
-        crate::perf::time("iris", || {
+        crate::perf::time("eye", || {
             self.iris.run(frame, job.left, job.right, job.mirrored)
         })
     }
