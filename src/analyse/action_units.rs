@@ -109,6 +109,29 @@ pub enum Measure {
     ChinHeight,
 }
 
+impl Measure {
+    /// Every measure, in index order.
+    pub const ALL: [Measure; MEASURE_COUNT] = [
+        Measure::InnerBrowHeight,
+        Measure::OuterBrowHeight,
+        Measure::BrowGap,
+        Measure::UpperLidHeight,
+        Measure::UpperLidAboveIris,
+        Measure::LowerLidHeight,
+        Measure::CheekHeight,
+        Measure::NoseWingHeight,
+        Measure::UpperLipHeight,
+        Measure::LipCornerHeight,
+        Measure::MouthWidth,
+        Measure::LipCornerDepth,
+        Measure::UpperLipThickness,
+        Measure::LowerLipThickness,
+        Measure::LipGap,
+        Measure::LowerLipHeight,
+        Measure::ChinHeight,
+    ];
+}
+
 /// The [`MEASURE_COUNT`] measures of one face, indexed by [`Measure`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measures(pub [f32; MEASURE_COUNT]);
@@ -224,14 +247,18 @@ impl Measures {
         Measures::of_mesh(&landmarks.mesh.points, &irises)
     }
 
-    /// The canonical face mesh's own measures, with [`population_irises`]: the population
-    /// neutral.
-    pub fn population_neutral() -> Measures {
+    /// The canonical face mesh's own measures, with [`population_irises`].
+    pub fn canonical() -> Measures {
         let irises = population_irises().map(|([x, y, _], radius)| IrisCircle {
             centre: [x, y],
             radius,
         });
         Measures::of_mesh(&CANONICAL_MESH, &irises)
+    }
+
+    /// The population neutral, for single images and young tracks.
+    pub fn population_neutral() -> Measures {
+        Measures::canonical()
     }
 }
 
