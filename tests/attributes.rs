@@ -193,7 +193,8 @@ const OTHERS_BELOW: f32 = 1.0;
 
 #[test]
 fn each_action_unit_responds_to_its_own_movement() {
-    let neutral = Measures::population_neutral();
+    // The moved face is the canonical face: its own measures are its neutral.
+    let neutral = Measures::canonical();
     let mut worst_other: (f32, u8, u8) = (0.0, 0, 0);
     let mut weakest_own: (f32, u8) = (f32::MAX, 0);
     let mut failures = Vec::new();
@@ -305,6 +306,70 @@ fn posed_expressions_show_their_emfacs_prototype_action_units() {
     }
     println!("EMFACS prototype AUs above both neutral faces: {above} of {total}");
     assert!(above >= total - KNOWN_MISSES.len());
+}
+
+// ---- neutral faces read no AU against the population neutral ----------------------------------
+
+/// The blink clip's first frame (eyes open, face at rest), read as a single image.
+const BLINK_CLIP_FRAME_0: &str = "derived/single_face_blink.y4m frame 0";
+
+/// (neutral face, AU) read as present against the population neutral: measures that differ
+/// more between people than the AU moves them, so that no population neutral reads every
+/// neutral face as 0 (docs/action-units.md): the lip corners' height (AU15), the chin's
+/// (AU17), the brows' (AU1, AU2). A track's own neutral is needed for these.
+const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 7] = [
+    ("facedetect/grace_hopper_512x512.jpg", 15),
+    ("facedetect/grace_hopper_512x512.jpg", 17),
+    ("face_recognition/biden.jpg", 15),
+    ("face_recognition/biden.jpg", 17),
+    (BLINK_CLIP_FRAME_0, 1),
+    (BLINK_CLIP_FRAME_0, 2),
+    (BLINK_CLIP_FRAME_0, 15),
+];
+/// Every other AU reads below this on a neutral face: not present.
+const NEUTRAL_BELOW: f32 = 1.0;
+
+#[test]
+fn neutral_faces_read_no_action_unit_against_the_population_neutral() {
+    let mut analyser = analyser();
+    let mut faces: Vec<(String, Measures)> = Vec::new();
+    for image in NEUTRAL_PHOTOS {
+        let frame = common::load_frame(&common::images().join(image));
+        let found = analyser.analyse(&frame, false).unwrap().faces;
+        let landmarks = main_face(&found).landmarks.as_ref().unwrap();
+        faces.push((image.into(), Measures::of_face(landmarks)));
+    }
+    // The blink clip's first frame, eyes open, as a single image.
+    let path = common::images().join("derived/single_face_blink.y4m");
+    let spec = SourceSpec::parse(&format!("y4m:{}", path.display())).unwrap();
+    let mut source = capture::open(&spec, &Config::default().source).unwrap();
+    let mut frame = Frame::with_capacity(0, 0);
+    assert!(matches!(source.grab(&mut frame).unwrap(), Grab::Frame));
+    let found = analyser.analyse(&frame, false).unwrap().faces;
+    let landmarks = main_face(&found).landmarks.as_ref().unwrap();
+    faces.push((BLINK_CLIP_FRAME_0.into(), Measures::of_face(landmarks)));
+    let mut failures = Vec::new();
+    for (name, measures) in &faces {
+        let before = ActionUnits::score(measures, &Measures::canonical());
+        let after = ActionUnits::score(measures, &Measures::population_neutral());
+        let row = |scores: &ActionUnits| {
+            ACTION_UNITS
+                .iter()
+                .zip(scores.0)
+                .filter(|(_, i)| *i > 0.0)
+                .map(|(a, i)| format!("AU{a} {i:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("{name}: against the canonical face: {}", row(&before));
+        println!("{name}: against the population neutral: {}", row(&after));
+        for (&au, &i) in ACTION_UNITS.iter().zip(&after.0) {
+            if i >= NEUTRAL_BELOW && !KNOWN_NEUTRAL_MISREADS.contains(&(name.as_str(), au)) {
+                failures.push(format!("{name}: AU{au} {i:.2}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 // ---- AU45 on a real blink ----------------------------------------------------------------------
