@@ -7,7 +7,8 @@ mod common;
 use common::main_face;
 
 use facecast::analyse::action_units::{
-    population_irises, ActionUnits, IrisCircle, Measures, NeutralBaseline, ACTION_UNITS,
+    population_irises, ActionUnits, IrisCircle, Measure, Measures, NeutralBaseline, ACTION_UNITS,
+    MEASURE_COUNT,
 };
 use facecast::analyse::attribute_track::{estimate_quality, AttributeTrack};
 use facecast::analyse::attributes::{age_group, AttributeAnalyser, Attributes, Emotion, EMOTIONS};
@@ -192,7 +193,8 @@ const OTHERS_BELOW: f32 = 1.0;
 
 #[test]
 fn each_action_unit_responds_to_its_own_movement() {
-    let neutral = Measures::population_neutral();
+    // The moved face is the canonical face: its own measures are its neutral.
+    let neutral = Measures::canonical();
     let mut worst_other: (f32, u8, u8) = (0.0, 0, 0);
     let mut weakest_own: (f32, u8) = (f32::MAX, 0);
     let mut failures = Vec::new();
@@ -304,6 +306,70 @@ fn posed_expressions_show_their_emfacs_prototype_action_units() {
     }
     println!("EMFACS prototype AUs above both neutral faces: {above} of {total}");
     assert!(above >= total - KNOWN_MISSES.len());
+}
+
+// ---- neutral faces read no AU against the population neutral ----------------------------------
+
+/// The blink clip's first frame (eyes open, face at rest), read as a single image.
+const BLINK_CLIP_FRAME_0: &str = "derived/single_face_blink.y4m frame 0";
+
+/// (neutral face, AU) read as present against the population neutral: measures that differ
+/// more between people than the AU moves them, so that no population neutral reads every
+/// neutral face as 0 (docs/action-units.md): the lip corners' height (AU15), the chin's
+/// (AU17), the brows' (AU1, AU2). A track's own neutral is needed for these.
+const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 7] = [
+    ("facedetect/grace_hopper_512x512.jpg", 15),
+    ("facedetect/grace_hopper_512x512.jpg", 17),
+    ("face_recognition/biden.jpg", 15),
+    ("face_recognition/biden.jpg", 17),
+    (BLINK_CLIP_FRAME_0, 1),
+    (BLINK_CLIP_FRAME_0, 2),
+    (BLINK_CLIP_FRAME_0, 15),
+];
+/// Every other AU reads below this on a neutral face: not present.
+const NEUTRAL_BELOW: f32 = 1.0;
+
+#[test]
+fn neutral_faces_read_no_action_unit_against_the_population_neutral() {
+    let mut analyser = analyser();
+    let mut faces: Vec<(String, Measures)> = Vec::new();
+    for image in NEUTRAL_PHOTOS {
+        let frame = common::load_frame(&common::images().join(image));
+        let found = analyser.analyse(&frame, false).unwrap().faces;
+        let landmarks = main_face(&found).landmarks.as_ref().unwrap();
+        faces.push((image.into(), Measures::of_face(landmarks)));
+    }
+    // The blink clip's first frame, eyes open, as a single image.
+    let path = common::images().join("derived/single_face_blink.y4m");
+    let spec = SourceSpec::parse(&format!("y4m:{}", path.display())).unwrap();
+    let mut source = capture::open(&spec, &Config::default().source).unwrap();
+    let mut frame = Frame::with_capacity(0, 0);
+    assert!(matches!(source.grab(&mut frame).unwrap(), Grab::Frame));
+    let found = analyser.analyse(&frame, false).unwrap().faces;
+    let landmarks = main_face(&found).landmarks.as_ref().unwrap();
+    faces.push((BLINK_CLIP_FRAME_0.into(), Measures::of_face(landmarks)));
+    let mut failures = Vec::new();
+    for (name, measures) in &faces {
+        let before = ActionUnits::score(measures, &Measures::canonical());
+        let after = ActionUnits::score(measures, &Measures::population_neutral());
+        let row = |scores: &ActionUnits| {
+            ACTION_UNITS
+                .iter()
+                .zip(scores.0)
+                .filter(|(_, i)| *i > 0.0)
+                .map(|(a, i)| format!("AU{a} {i:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("{name}: against the canonical face: {}", row(&before));
+        println!("{name}: against the population neutral: {}", row(&after));
+        for (&au, &i) in ACTION_UNITS.iter().zip(&after.0) {
+            if i >= NEUTRAL_BELOW && !KNOWN_NEUTRAL_MISREADS.contains(&(name.as_str(), au)) {
+                failures.push(format!("{name}: AU{au} {i:.2}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 // ---- AU45 on a real blink ----------------------------------------------------------------------
@@ -711,4 +777,170 @@ fn a_track_publishes_steadier_values_than_single_frames() {
     );
     assert!(smooth_jitter < raw_jitter / 2.0);
     assert!(smooth_changes <= raw_changes);
+}
+
+// ---- the population neutral: what the mesh model outputs on real faces -------------------------
+
+/// Held-out photos for the population neutral: dlib's example photos (group photos and one
+/// portrait, tests/images/PROVENANCE.md), none of which any AU check uses.
+const HELD_OUT_PHOTOS: [&str; 11] = [
+    "dlib/2007_007763.jpg",
+    "dlib/2008_001009.jpg",
+    "dlib/2008_001322.jpg",
+    "dlib/2008_002079.jpg",
+    "dlib/2008_002470.jpg",
+    "dlib/2008_002506.jpg",
+    "dlib/2008_004176.jpg",
+    "dlib/2008_007676.jpg",
+    "dlib/2009_004587.jpg",
+    "dlib/Tom_Cruise_avp_2014_4.jpg",
+    "dlib/bald_guys.jpg",
+];
+
+/// Faces turned more than this (yaw or pitch, degrees) are left out of the held-out set: as
+/// far as a track's own neutral learns from.
+const HELD_OUT_MAX_TURN_DEG: f32 = 25.0;
+
+/// The measures of every face of the held-out photos turned less than
+/// [`HELD_OUT_MAX_TURN_DEG`]: (photo, face width in pixels, the expression model's top label,
+/// measures).
+fn held_out_faces() -> Vec<(&'static str, f32, &'static str, Measures)> {
+    let mut config = Config::default();
+    config.models.dir = common::models_dir();
+    config.identity.enabled = false;
+    config.attributes.enabled = false;
+    config.detector.max_faces = 64;
+    let mut analyser = Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    let mut expression = candidate("faceapi_expression", "emotion");
+    let mut faces = Vec::new();
+    for photo in HELD_OUT_PHOTOS {
+        let frame = common::load_frame(&common::images().join(photo));
+        for face in analyser.analyse(&frame, false).unwrap().faces {
+            let Some(landmarks) = face.landmarks.as_ref() else {
+                continue;
+            };
+            let pose = &landmarks.geometry.pose;
+            if pose.yaw.abs() > HELD_OUT_MAX_TURN_DEG || pose.pitch.abs() > HELD_OUT_MAX_TURN_DEG {
+                continue;
+            }
+            let label = expression
+                .estimate(&frame, &landmarks.mesh.points)
+                .unwrap()
+                .top_emotion()
+                .unwrap()
+                .0
+                .label();
+            faces.push((
+                photo,
+                face.detection.bbox.w,
+                label,
+                Measures::of_face(landmarks),
+            ));
+        }
+    }
+    faces
+}
+
+/// The smallest onset, in the measure's own units, of the AUs that read each measure (the
+/// SCALES of src/analyse/action_units.rs): a neutral off by more than this reads as an AU on
+/// its own. UpperLidHeight: AU45's 0.15 of the canonical eye opening (0.628 cm); MouthWidth:
+/// AU20 reads half the width. `None`: the iris ratio, whose neutral is a clinical norm, not
+/// the canonical mesh.
+const MEASURE_ONSET: [Option<f32>; MEASURE_COUNT] = [
+    Some(0.05),  // InnerBrowHeight: AU4 (AU1 0.10)
+    Some(0.10),  // OuterBrowHeight: AU2
+    Some(0.05),  // BrowGap: AU4
+    Some(0.094), // UpperLidHeight: AU45, 0.15 x 0.628
+    None,        // UpperLidAboveIris: clinical MRD1 / iris radius
+    Some(0.03),  // LowerLidHeight: AU7
+    Some(0.05),  // CheekHeight: AU6
+    Some(0.04),  // NoseWingHeight: AU9
+    Some(0.05),  // UpperLipHeight: AU10
+    Some(0.05),  // LipCornerHeight: AU15 (AU12 0.08)
+    Some(0.12),  // MouthWidth: AU20, 2 x 0.06
+    Some(0.04),  // LipCornerDepth: AU14
+    Some(0.04),  // UpperLipThickness: AU23
+    Some(0.04),  // LowerLipThickness: AU23
+    Some(0.15),  // LipGap: AU25
+    Some(0.05),  // LowerLipHeight: AU16
+    Some(0.04),  // ChinHeight: AU17 (AU26 0.15)
+];
+
+/// Generates the population neutral (`MESH_MODEL_NEUTRAL` in src/analyse/action_units.rs) and
+/// its figures: per measure the canonical face's value, the held-out faces' median and
+/// quartiles; the measures whose median differs from the canonical face by more than
+/// [`MEASURE_ONSET`] take the median. Also prints each face's measures as CSV (`face,` lines)
+/// and the number of held-out faces on which each AU reads present against the canonical face
+/// and against the population neutral in use. Run with
+/// `cargo test --test attributes population_neutral -- --ignored --nocapture`.
+#[test]
+#[ignore = "generator: prints the population neutral's data (docs/action-units.md)"]
+fn population_neutral_of_the_mesh_model() {
+    let faces = held_out_faces();
+    let canonical = Measures::canonical();
+    let neutral = Measures::population_neutral();
+    for (photo, width, label, m) in &faces {
+        let values: Vec<String> = m.0.iter().map(|v| format!("{v:.4}")).collect();
+        println!("face,{photo},{width:.0},{label},{}", values.join(","));
+    }
+    let quartile = |k: usize, q: f32| {
+        let mut column: Vec<f32> = faces.iter().map(|f| f.3 .0[k]).collect();
+        column.sort_by(f32::total_cmp);
+        let at = q * (column.len() - 1) as f32;
+        let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+        column[lo] + (column[hi] - column[lo]) * (at - lo as f32)
+    };
+    let mut labels: Vec<&str> = faces.iter().map(|f| f.2).collect();
+    labels.sort();
+    labels.dedup();
+    println!(
+        "{} faces turned under {HELD_OUT_MAX_TURN_DEG} degrees in {} photos; expression model: {}",
+        faces.len(),
+        HELD_OUT_PHOTOS.len(),
+        labels
+            .iter()
+            .map(|l| format!("{l} {}", faces.iter().filter(|f| f.2 == *l).count()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("| measure | canonical | median | quartiles | median - canonical | onset | neutral |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut chosen = Vec::new();
+    for (k, measure) in Measure::ALL.iter().enumerate() {
+        let median = quartile(k, 0.5);
+        let offset = median - canonical.0[k];
+        let biased = MEASURE_ONSET[k].is_some_and(|onset| offset.abs() > onset);
+        if biased {
+            chosen.push(format!("(Measure::{measure:?}, {median:.3})"));
+        }
+        println!(
+            "| {measure:?} | {:.3} | {median:.3} | {:.3} - {:.3} | {offset:+.3} | {} | {} |",
+            canonical.0[k],
+            quartile(k, 0.25),
+            quartile(k, 0.75),
+            MEASURE_ONSET[k].map_or("-".into(), |o| format!("{o}")),
+            if biased { "median" } else { "canonical" }
+        );
+    }
+    println!(
+        "const MESH_MODEL_NEUTRAL: [(Measure, f32); {}] = [{}];",
+        chosen.len(),
+        chosen.join(", ")
+    );
+    println!("| AU | present on held-out faces, canonical neutral | population neutral |");
+    println!("|---|---|---|");
+    for &au in &ACTION_UNITS {
+        let present = |n: &Measures| {
+            faces
+                .iter()
+                .filter(|f| ActionUnits::score(&f.3, n).present(au))
+                .count()
+        };
+        println!(
+            "| {au} | {} of {n} | {} of {n} |",
+            present(&canonical),
+            present(&neutral),
+            n = faces.len()
+        );
+    }
 }
