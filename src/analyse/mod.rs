@@ -300,8 +300,8 @@ impl FaceAnalyser {
     }
 
     /// Each followed face's landmarks, in the order of `followed` (`None`: the mesh says the
-    /// face is gone). Meshes, then eyes, are shared out among the workers: with two threads
-    /// even a single face's two eyes are found at once.
+    /// face is gone). Meshes, then eyes, are shared out among the workers when there are
+    /// several faces.
     fn landmarks_of_followed(
         &mut self,
         frame: &Frame,
@@ -316,10 +316,14 @@ impl FaceAnalyser {
             .filter(|mesh| present(mesh))
             .flat_map(EyeJob::of)
             .collect();
-        let mut eyes = share_out(&mut self.workers, &eye_jobs, |worker, job| {
-            worker.eye(frame, job)
-        })?
-        .into_iter();
+        // One face's two eyes stay on this thread: measured (docs/performance.md), a thread
+        // spawned for a single eye costs more than the eye (its model scratch starts cold).
+        let eye_workers = match meshes.len() {
+            0 | 1 => &mut self.workers[..1],
+            _ => &mut self.workers[..],
+        };
+        let mut eyes =
+            share_out(eye_workers, &eye_jobs, |worker, job| worker.eye(frame, job))?.into_iter();
         let size = [frame.width as f32, frame.height as f32];
         let mut found = Vec::with_capacity(meshes.len());
         for mesh in meshes {
