@@ -73,18 +73,19 @@ cross-armv7: cross-deps
 ## test-aarch64: the ARM subset under qemu-aarch64 (cross/README.md): tests/cross_arch.rs (real
 ## photos through the built-in model set, compared with a fresh x86 run) and
 ## tests/model_parity.rs (every model against its original framework) on an emulated Cortex-A72
-## (Pi 4); then tests/cross_arch.rs again with tract's Cortex-A53 kernels (Pi 3, Zero 2)
+## (Pi 4); then tests/cross_arch.rs again with tract's Cortex-A53 kernels (Pi 3, Zero 2).
+## Built with [profile.arm-test] (release optimisation, no LTO: Cargo.toml), not the release profile.
 test-aarch64: cross-deps
 	@ref=$$(mktemp -d) && trap 'rm -rf $$ref' EXIT && \
 	echo "test-aarch64: x86-64 reference into $$ref" && \
 	FACECAST_CROSS_OUT=$$ref $(CARGO) test --locked --test cross_arch results_match_x86 && \
 	echo "test-aarch64: qemu-aarch64 -cpu cortex-a72" && \
 	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a72 \
-		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		$(CROSS) test --profile arm-test --locked --target $(AARCH64) $(BOARD_FEATURES) \
 		--test cross_arch --test model_parity -- --nocapture && \
 	echo "test-aarch64: qemu-aarch64 -cpu cortex-a53, tract's Cortex-A53 kernels" && \
 	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a53 TRACT_CPU_AARCH64_KIND=a53 \
-		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		$(CROSS) test --profile arm-test --locked --target $(AARCH64) $(BOARD_FEATURES) \
 		--test cross_arch -- --nocapture
 
 ## deb: .deb packages for arm64 and armhf (cross/deb/build.sh) from the cross binaries
