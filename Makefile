@@ -7,7 +7,7 @@ CARGO ?= cargo
 # mosquitto for the MQTT tests (tests/mqtt.rs starts its own broker on a free port).
 DEB_PACKAGES := libclang-dev mosquitto
 
-.PHONY: build run test check lint models deps cross-deps cross-aarch64 cross-armv7 test-aarch64 deb
+.PHONY: build run test check lint models deps cross-deps cross-aarch64 cross-armv7 test-aarch64 test-armv7 deb
 
 ## build: an optimised binary in $(CARGO_TARGET_DIR)/release/facecast
 build: deps
@@ -73,19 +73,43 @@ cross-armv7: cross-deps
 ## test-aarch64: the ARM subset under qemu-aarch64 (cross/README.md): tests/cross_arch.rs (real
 ## photos through the built-in model set, compared with a fresh x86 run) and
 ## tests/model_parity.rs (every model against its original framework) on an emulated Cortex-A72
-## (Pi 4); then tests/cross_arch.rs again with tract's Cortex-A53 kernels (Pi 3, Zero 2)
+## (Pi 4); then tests/cross_arch.rs again with tract's Cortex-A53 kernels (Pi 3, Zero 2).
+## Built with [profile.arm-test] (release optimisation, no LTO: Cargo.toml), not the release profile.
 test-aarch64: cross-deps
 	@ref=$$(mktemp -d) && trap 'rm -rf $$ref' EXIT && \
 	echo "test-aarch64: x86-64 reference into $$ref" && \
 	FACECAST_CROSS_OUT=$$ref $(CARGO) test --locked --test cross_arch results_match_x86 && \
 	echo "test-aarch64: qemu-aarch64 -cpu cortex-a72" && \
 	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a72 \
-		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		$(CROSS) test --profile arm-test --locked --target $(AARCH64) $(BOARD_FEATURES) \
 		--test cross_arch --test model_parity -- --nocapture && \
 	echo "test-aarch64: qemu-aarch64 -cpu cortex-a53, tract's Cortex-A53 kernels" && \
 	FACECAST_X86_REFERENCE=$$ref/x86_64.json FACECAST_QEMU_CPU=cortex-a53 TRACT_CPU_AARCH64_KIND=a53 \
-		$(CROSS) test --release --locked --target $(AARCH64) $(BOARD_FEATURES) \
+		$(CROSS) test --profile arm-test --locked --target $(AARCH64) $(BOARD_FEATURES) \
 		--test cross_arch -- --nocapture
+
+## test-armv7: the armv7 release binary (built-in models) under qemu-arm -cpu cortex-a7 (Pi 2) on
+## three real photos with every output on (mesh, 68 points, eyes, age, gender, expression
+## probabilities, action units), compared with a native x86 run of the same photos by
+## cross/compare-records (one rounding step of the record): once with tract's NEON kernels
+## (forced: under qemu-user /proc/cpuinfo is the host's, which tract reads as "no NEON") and once
+## with its VFP kernel (a core without NEON). Not in .ci/run (cross/README.md says why).
+ARMV7_PHOTOS := tests/images/face_recognition/obama.jpg tests/images/dlib/bald_guys.jpg \
+	tests/images/skimage/astronaut.png
+test-armv7: cross-armv7
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	sed -e '/^\[output\]/,/^\[/ s/^\(eyes\|mesh\|landmarks68\|emotion_probs\|action_units\) = false/\1 = true/' \
+		config/facecast.toml >$$tmp/x86.toml && \
+	sed 's/^dir = "models"$$/dir = "embedded"/' $$tmp/x86.toml >$$tmp/armv7.toml && \
+	echo "test-armv7: x86-64 reference" && \
+	$(CARGO) run --locked -- --config $$tmp/x86.toml analyze $(ARMV7_PHOTOS) >$$tmp/x86.jsonl && \
+	for neon in true false; do \
+		echo "test-armv7: qemu-arm -cpu cortex-a7, TRACT_CPU_ARM32_NEON=$$neon" && \
+		TRACT_CPU_ARM32_NEON=$$neon qemu-arm-static -L /usr/arm-linux-gnueabihf -cpu cortex-a7 \
+			$(CARGO_TARGET_DIR)/$(ARMV7)/release/facecast --config $$tmp/armv7.toml \
+			analyze $(ARMV7_PHOTOS) >$$tmp/armv7.jsonl && \
+		cross/compare-records $$tmp/armv7.jsonl $$tmp/x86.jsonl || exit 1; \
+	done
 
 ## deb: .deb packages for arm64 and armhf (cross/deb/build.sh) from the cross binaries
 deb: cross-aarch64 cross-armv7
