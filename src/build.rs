@@ -4,9 +4,11 @@
 //!
 //! The set is the manifest ids named in `FACECAST_EMBED_MODELS` (comma-separated) when it is
 //! set, otherwise every manifest id that `config/facecast.toml`, the documented default
-//! configuration, names as a value (today the detector, the mesh and the iris model) and their
-//! reduced-precision copies (`variant_of`; today face_mesh_int8), so that the precision stays a
-//! configuration choice. No model file is named here: ids and files come from the manifest.
+//! configuration, names as a value (today the detector, mesh, iris, identity, age, gender and
+//! expression models) and their reduced-precision copies (`variant_of`; today the five `*_int8`
+//! copies of the mesh, identity, age, gender and expression models; 12 files, 40 MiB in all, see
+//! cross/README.md), so that the precision stays a configuration choice. No model file is named
+//! here: ids and files come from the manifest.
 //!
 //! It has no dependencies on purpose (a TOML crate here would change the features of the crates
 //! the library shares with it, and so rebuild tract): it reads only the `id`, `file` and
