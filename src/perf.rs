@@ -24,13 +24,31 @@ pub fn take() -> Vec<(String, Vec<Duration>)> {
 
 /// Runs `f`, keeping its duration under `name` when timings are on.
 pub fn time<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return f();
+    let _span = span(name);
+    f()
+}
+
+/// Times the rest of the enclosing scope under `name` when timings are on: a whole function
+/// is timed by its first line, without a wrapper around its body.
+pub fn span(name: &str) -> Span<'_> {
+    Span {
+        name,
+        started: ENABLED.load(Ordering::Relaxed).then(Instant::now),
     }
-    let started = Instant::now();
-    let result = f();
-    record(name, started.elapsed());
-    result
+}
+
+/// A timed scope (see [`span`]); its duration is kept when it ends.
+pub struct Span<'a> {
+    name: &'a str,
+    started: Option<Instant>,
+}
+
+impl Drop for Span<'_> {
+    fn drop(&mut self) {
+        if let Some(started) = self.started {
+            record(self.name, started.elapsed());
+        }
+    }
 }
 
 /// Keeps `elapsed` under `name` when timings are on.

@@ -136,19 +136,7 @@ pub fn to_rgb(
     height: u32,
     rgb: &mut [u8],
 ) -> Result<(), PixelError> {
-    crate::perf::time("convert", || {
-        convert(format, range, src, width, height, rgb)
-    })
-}
-
-fn convert(
-    format: PixelFormat,
-    range: Range,
-    src: &[u8],
-    width: u32,
-    height: u32,
-    rgb: &mut [u8],
-) -> Result<(), PixelError> {
+    let _span = crate::perf::span("convert");
     let need = format.frame_bytes(width, height).unwrap_or(0);
     if format == PixelFormat::Mjpeg {
         return decode_jpeg_into(src, width, height, rgb);

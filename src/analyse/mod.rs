@@ -210,11 +210,10 @@ impl FaceAnalyser {
             mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?)?,
             iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?)?,
         };
-        let mut workers = Vec::with_capacity(threads.max(1));
+        let mut workers = vec![first];
         for _ in 1..threads {
-            workers.push(first.fork()?);
+            workers.push(workers[0].fork()?);
         }
-        workers.insert(0, first);
         Ok(FaceAnalyser {
             workers,
             config: config.clone(),

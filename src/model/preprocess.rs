@@ -26,10 +26,7 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// and evaluated with (a pixel-centre convention shifts a downscaled image by half a tensor
 /// pixel, enough to move borderline detections). Samples outside the frame follow `border`.
 pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border, out: &mut [f32]) {
-    crate::perf::time("preprocess", || sample(frame, map, spec, border, out))
-}
-
-fn sample(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border, out: &mut [f32]) {
+    let _span = crate::perf::span("preprocess");
     let (tw, th, channels) = (spec.width(), spec.height(), spec.channels());
     debug_assert_eq!(out.len(), tw * th * channels);
     // At most three channels; an array keeps the per-frame path free of heap allocation.
