@@ -18,21 +18,9 @@ use facecast::capture::{write_420_frame, Y4mHeader};
 const FRAME_W: u32 = 320;
 const FRAME_H: u32 = 240;
 
-fn facecast_command(args: &[&str]) -> Command {
-    let mut command = Command::new(common::facecast_binary());
-    command
-        .args(args)
-        .current_dir(common::repo())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
 /// Runs facecast to the end with `stdin` fed from a thread (so full pipes cannot deadlock).
 fn facecast(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
-    let mut command = facecast_command(args);
+    let mut command = common::facecast_command(args);
     if stdin.is_some() {
         command.stdin(Stdio::piped());
     }
@@ -190,7 +178,7 @@ fn stream_that_ends_between_frames_or_before_any_stops_cleanly() {
 fn stalled_stream_is_waited_for_and_resumes() {
     let dir = temp_dir("stall");
     let config = recorded_config(&dir, "");
-    let mut child = facecast_command(&[
+    let mut child = common::facecast_command(&[
         "--config",
         config.to_str().unwrap(),
         "run",
@@ -407,7 +395,7 @@ fn kill_9_during_enrolment_leaves_the_old_or_the_new_gallery_50_times() {
         // loading and descriptor work, a band of them around the write and rename.
         let fraction = 0.7 + 0.4 * (attempt - 1) as f64 / (KILLS - 1) as f64;
         let delay = full.mul_f64(fraction);
-        let mut child = facecast_command(&enroll_args(config, &name))
+        let mut child = common::facecast_command(&enroll_args(config, &name))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

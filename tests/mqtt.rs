@@ -260,12 +260,8 @@ impl Facecast {
         )
         .unwrap();
         let stderr_path = dir.join(format!("{device}.stderr"));
-        let mut child = Command::new(common::facecast_binary())
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .current_dir(common::repo())
-            .env("RUST_LOG", "info")
+        let mut child = common::facecast_command(&["--config", config.to_str().unwrap(), "run"])
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
@@ -1204,16 +1200,13 @@ fn tls_with_test_certificates_and_a_refused_one() {
 #[test]
 fn stdout_stays_json_lines_without_a_broker() {
     // No [mqtt] host: the record goes to stdout as before, and no connection is tried.
-    let output = Command::new(common::facecast_binary())
-        .args([
-            "run",
-            "--source",
-            "image:tests/images/face_recognition/obama.jpg",
-        ])
-        .current_dir(common::repo())
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
+    let output = common::facecast_command(&[
+        "run",
+        "--source",
+        "image:tests/images/face_recognition/obama.jpg",
+    ])
+    .output()
+    .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let record: Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use facecast::capture::{write_420_frame, Y4mHeader};
@@ -68,21 +68,21 @@ fn soak_memory_stays_flat_and_counters_add_up() {
     .unwrap();
     let config = config.to_str().unwrap().to_string();
     // Someone to recognise, so identity matching runs too.
-    let enrolled = Command::new(common::facecast_binary())
-        .args(["--config", &config, "enroll", "--name", "Barack Obama"])
-        .arg("tests/images/face_recognition/obama3.jpg")
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
+    let enrolled = common::facecast_command(&[
+        "--config",
+        &config,
+        "enroll",
+        "--name",
+        "Barack Obama",
+        "tests/images/face_recognition/obama3.jpg",
+    ])
+    .output()
+    .unwrap();
     assert!(enrolled.status.success());
 
     let stderr_path = dir.join("stderr");
-    let mut child = Command::new(common::facecast_binary())
-        .args(["--config", &config, "run", "--source", "y4m:-"])
-        .current_dir(common::repo())
-        .env("RUST_LOG", "info")
+    let mut child = common::facecast_command(&["--config", &config, "run", "--source", "y4m:-"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use facecast::analyse::AnalysedFace;
 use facecast::frame::Frame;
@@ -25,6 +26,20 @@ pub fn facecast_binary() -> PathBuf {
     std::env::var_os("FACECAST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_facecast").into())
+}
+
+/// `facecast ARGS` from the repository, logging at info level, with no stdin and its stdout and
+/// stderr captured; a test changes what it needs (a piped stdin, a log file).
+pub fn facecast_command(args: &[&str]) -> Command {
+    let mut command = Command::new(facecast_binary());
+    command
+        .args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// A photo of tests/images scaled into a `width` x `height` frame (aspect kept, centred, on
