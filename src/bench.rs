@@ -161,17 +161,38 @@ fn time_models(
             model.run()?;
             durations.push(started.elapsed());
         }
+        // Where the time goes, per operator: a node-by-node run is slower than a plain one
+        // (a clock read per node), so only the shares are comparable with the times above.
+        let profile_runs = runs.div_ceil(4);
+        let ops = model.profile_ops(profile_runs)?;
+        let profiled: f64 = ops.iter().map(|op| ms(op.total)).sum();
+        let ops: Vec<Value> = ops
+            .iter()
+            .take(OPS_REPORTED)
+            .map(|op| {
+                json!({
+                    "op": op.op,
+                    "nodes": op.nodes,
+                    "ms": round3(ms(op.total) / profile_runs as f64),
+                    "share": round3(ms(op.total) / profiled),
+                })
+            })
+            .collect();
         models.insert(
             entry.id.clone(),
             json!({
                 "p50": round3(perf::quantile_ms(&durations, 0.5)),
                 "p99": round3(perf::quantile_ms(&durations, 0.99)),
                 "runs": runs,
+                "ops": ops,
             }),
         );
     }
     Ok(models)
 }
+
+/// Operators listed per model, most expensive first.
+const OPS_REPORTED: usize = 8;
 
 /// The first (by name) PNG crop in `dir`.
 fn first_crop(dir: &Path) -> Result<Frame, PipelineError> {

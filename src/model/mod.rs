@@ -3,6 +3,7 @@
 
 pub mod embedded;
 pub mod manifest;
+mod prelu;
 pub mod preprocess;
 pub mod runner;
 

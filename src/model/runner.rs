@@ -49,7 +49,7 @@ impl Model {
             reason: format!("{e:#}"),
         };
         let shape: TVec<usize> = entry.input.shape.iter().copied().collect();
-        let plan = tract_onnx::onnx()
+        let plan = super::prelu::onnx()
             .model_for_read(&mut bytes.as_slice())
             .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
             .and_then(|m| m.into_optimized())
@@ -120,6 +120,58 @@ impl Model {
         let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
         crate::perf::time(&self.entry.id, || self.state.run(tvec![tensor.into()])).map_err(fail)
     }
+
+    /// Runs the model `runs` times on the current input, timing every node of the optimised
+    /// plan, and sums the times per operator, most expensive first: where tract spends a
+    /// model's time, to compare with another runtime's profile of the same file.
+    pub fn profile_ops(&mut self, runs: usize) -> Result<Vec<OpTime>, ModelError> {
+        let fail = |e: TractError| ModelError::Run {
+            id: self.entry.id.clone(),
+            reason: format!("{e:#}"),
+        };
+        let mut per_node: Vec<std::time::Duration> =
+            vec![Default::default(); self.plan.model().nodes.len()];
+        for _ in 0..runs {
+            let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
+            self.state
+                .run_plan_with_eval(tvec![tensor.into()], |context, state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let outputs = tract_onnx::tract_core::plan::eval(context, state, node, inputs);
+                    per_node[node.id] += started.elapsed();
+                    outputs
+                })
+                .map_err(fail)?;
+        }
+        let mut ops: Vec<OpTime> = Vec::new();
+        for node in &self.plan.model().nodes {
+            let op = node.op().name();
+            let time = per_node[node.id];
+            match ops.iter_mut().find(|t| t.op == op) {
+                Some(t) => {
+                    t.nodes += 1;
+                    t.total += time;
+                }
+                None => ops.push(OpTime {
+                    op: op.to_string(),
+                    nodes: 1,
+                    total: time,
+                }),
+            }
+        }
+        ops.sort_by(|a, b| b.total.cmp(&a.total));
+        Ok(ops)
+    }
+}
+
+/// Time spent in one kind of operator over the runs of [`Model::profile_ops`].
+#[derive(Debug, Clone)]
+pub struct OpTime {
+    /// tract's operator name (`OptMatMul`, `DepthWiseConv`, ...).
+    pub op: String,
+    /// Nodes of the optimised plan running this operator.
+    pub nodes: usize,
+    /// Total time in this operator, summed over every run.
+    pub total: std::time::Duration,
 }
 
 /// An output's values, flat in row-major order.
