@@ -158,7 +158,7 @@ impl Model {
                 }),
             }
         }
-        ops.sort_by(|a, b| b.total.cmp(&a.total));
+        ops.sort_by_key(|op| std::cmp::Reverse(op.total));
         Ok(ops)
     }
 }
