@@ -4,63 +4,54 @@
 
 use super::roi::Roi;
 use crate::frame::Frame;
+use crate::geometry::Affine;
+use crate::model::manifest::InputSpec;
 use crate::model::preprocess::{sample_into, Border};
-use crate::model::runner::values;
-use crate::model::{Model, ModelError, Task};
+use crate::model::{Model, ModelError, ModelPool, Task};
 
 /// Points of one landmark model run, in frame pixels.
 pub type Points = Vec<[f32; 3]>;
 
-/// The outputs of one run on a crop, with the map back to the frame.
-struct CropRun {
-    outputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    map: crate::geometry::Affine,
+/// A crop sampled into a model's input, with the map back to the frame.
+struct Crop {
+    map: Affine,
     /// Frame pixels per tensor pixel, for z.
     z_scale: f32,
 }
 
-impl CropRun {
-    /// Runs `model` on the crop `roi` (mirrored left-right if asked).
-    fn new(
-        model: &mut Model,
+impl Crop {
+    /// Samples `roi` (mirrored left-right if asked) into `tensor`.
+    fn sample(
         frame: &Frame,
         roi: &Roi,
         mirrored: bool,
-    ) -> Result<CropRun, ModelError> {
-        let size = model.entry.input.width() as f32;
+        spec: &InputSpec,
+        tensor: &mut [f32],
+    ) -> Crop {
+        let size = spec.width() as f32;
         let map = roi.tensor_to_frame(size, mirrored);
-        let (spec, tensor) = model.input();
         sample_into(frame, &map, spec, Border::Replicate, tensor);
-        Ok(CropRun {
-            outputs: model.run()?,
+        Crop {
             map,
             z_scale: roi.size / size,
-        })
+        }
     }
 
-    fn values(&self, model: &Model, output: usize) -> Result<&[f32], ModelError> {
-        values(&self.outputs[output]).map_err(|e| ModelError::Run {
-            id: model.entry.id.clone(),
-            reason: format!("{e:#}"),
-        })
-    }
-
-    /// Output `output`, (x, y, z) triples in tensor pixels, as frame points.
-    fn points(&self, model: &Model, output: usize) -> Result<Points, ModelError> {
-        Ok(self
-            .values(model, output)?
+    /// (x, y, z) triples in tensor pixels, as frame points.
+    fn points(&self, values: &[f32]) -> Points {
+        values
             .chunks_exact(3)
             .map(|p| {
                 let (x, y) = self.map.apply(p[0], p[1]);
                 [x, y, p[2] * self.z_scale]
             })
-            .collect())
+            .collect()
     }
 }
 
 /// FaceMesh: 468 points and a face-presence score per crop.
 pub struct FaceMesh {
-    model: Model,
+    pool: ModelPool,
     landmarks: usize,
     flag: usize,
 }
@@ -74,40 +65,47 @@ pub struct Mesh {
 }
 
 impl FaceMesh {
-    pub fn new(model: Model) -> Result<FaceMesh, ModelError> {
+    /// `threads` crops at once (see [`ModelPool`]).
+    pub fn new(model: Model, threads: usize) -> Result<FaceMesh, ModelError> {
         model.expect_task(Task::Mesh)?;
         let landmarks = model.output_index("landmarks")?;
         let flag = model.output_index("face_flag")?;
         Ok(FaceMesh {
-            model,
+            pool: ModelPool::new(model, threads)?,
             landmarks,
             flag,
         })
     }
 
-    /// A copy for another thread (the model's plan is shared).
-    pub fn fork(&self) -> Result<FaceMesh, ModelError> {
-        Ok(FaceMesh {
-            model: self.model.fork()?,
-            ..*self
-        })
-    }
-
-    pub fn run(&mut self, frame: &Frame, roi: &Roi) -> Result<Mesh, ModelError> {
-        let run = CropRun::new(&mut self.model, frame, roi, false)?;
-        let logit = run.values(&self.model, self.flag)?[0];
-        Ok(Mesh {
-            points: run.points(&self.model, self.landmarks)?,
-            presence: 1.0 / (1.0 + (-logit).exp()),
-        })
+    /// The mesh in each crop, in order.
+    pub fn run(&mut self, frame: &Frame, rois: &[Roi]) -> Result<Vec<Mesh>, ModelError> {
+        let _span = crate::perf::span("mesh");
+        let runs = self.pool.run_each(rois, |roi, spec, tensor| {
+            Crop::sample(frame, roi, false, spec, tensor)
+        })?;
+        Ok(runs
+            .into_iter()
+            .map(|(crop, outputs)| Mesh {
+                points: crop.points(&outputs[self.landmarks]),
+                presence: 1.0 / (1.0 + (-outputs[self.flag][0]).exp()),
+            })
+            .collect())
     }
 }
 
 /// Iris: eye contour (71 points) and iris (centre, then 4 points on its edge) of one eye.
 pub struct Iris {
-    model: Model,
+    pool: ModelPool,
     contour: usize,
     iris: usize,
+}
+
+/// One eye to find: its corners as they appear in the image, and whether the crop is mirrored
+/// (the iris model was trained on the eye on the image's left).
+pub struct EyeCorners {
+    pub left: [f32; 2],
+    pub right: [f32; 2],
+    pub mirrored: bool,
 }
 
 /// One eye's iris landmarks, in frame pixels.
@@ -144,39 +142,35 @@ impl EyeLandmarks {
 const EYE_ROI_SCALE: f32 = 2.3;
 
 impl Iris {
-    pub fn new(model: Model) -> Result<Iris, ModelError> {
+    /// `threads` eyes at once (see [`ModelPool`]).
+    pub fn new(model: Model, threads: usize) -> Result<Iris, ModelError> {
         model.expect_task(Task::Iris)?;
         let contour = model.output_index("eye_contour")?;
         let iris = model.output_index("iris")?;
         Ok(Iris {
-            model,
+            pool: ModelPool::new(model, threads)?,
             contour,
             iris,
         })
     }
 
-    /// A copy for another thread (the model's plan is shared).
-    pub fn fork(&self) -> Result<Iris, ModelError> {
-        Ok(Iris {
-            model: self.model.fork()?,
-            ..*self
-        })
-    }
-
-    /// The eye between corners `left` and `right` (as they appear in the image). The model
-    /// was trained on the eye on the image's left; the other eye is mirrored (`mirrored`).
+    /// Each eye's landmarks, in order.
     pub fn run(
         &mut self,
         frame: &Frame,
-        left: [f32; 2],
-        right: [f32; 2],
-        mirrored: bool,
-    ) -> Result<EyeLandmarks, ModelError> {
-        let roi = Roi::around_pair(left, right, EYE_ROI_SCALE);
-        let run = CropRun::new(&mut self.model, frame, &roi, mirrored)?;
-        Ok(EyeLandmarks {
-            contour: run.points(&self.model, self.contour)?,
-            iris: run.points(&self.model, self.iris)?,
-        })
+        eyes: &[EyeCorners],
+    ) -> Result<Vec<EyeLandmarks>, ModelError> {
+        let _span = crate::perf::span("eyes");
+        let runs = self.pool.run_each(eyes, |eye, spec, tensor| {
+            let roi = Roi::around_pair(eye.left, eye.right, EYE_ROI_SCALE);
+            Crop::sample(frame, &roi, eye.mirrored, spec, tensor)
+        })?;
+        Ok(runs
+            .into_iter()
+            .map(|(crop, outputs)| EyeLandmarks {
+                contour: crop.points(&outputs[self.contour]),
+                iris: crop.points(&outputs[self.iris]),
+            })
+            .collect())
     }
 }

@@ -21,7 +21,7 @@ use crate::detect::{DetectError, Detector, Face};
 use crate::frame::Frame;
 use crate::geometry::Rect;
 use crate::model::{Manifest, Model, ModelError};
-use landmarks::{EyeLandmarks, FaceMesh, Iris, Mesh};
+use landmarks::{EyeCorners, EyeLandmarks, FaceMesh, Iris, Mesh};
 use pose::{Geometry, LEFT_EYE, RIGHT_EYE};
 use roi::Roi;
 
@@ -99,123 +99,44 @@ fn mesh_bounds(points: &[[f32; 3]]) -> Rect {
 }
 
 pub struct FaceAnalyser {
-    /// One per analysis thread; the first also serves frames with a single face.
-    workers: Vec<LandmarkWorker>,
+    mesh: FaceMesh,
+    iris: Iris,
     config: AnalysisConfig,
     followed: Vec<Followed>,
     frames_since_detection: u32,
     detector_runs: u64,
 }
 
-/// The landmark models for one face at a time, with their own scratch states: one per thread.
-struct LandmarkWorker {
-    mesh: FaceMesh,
-    iris: Iris,
-}
-
-/// One eye to find: its corners as they appear in the image, and whether the crop is mirrored
-/// (the iris model was trained on the eye on the image's left).
-struct EyeJob {
-    left: [f32; 2],
-    right: [f32; 2],
-    mirrored: bool,
-}
-
-impl EyeJob {
-    /// The subject's right eye, then the left (mirrored), from the mesh's eye corners.
-    fn of(mesh: &Mesh) -> [EyeJob; 2] {
-        let corner = |i: usize| [mesh.points[i][0], mesh.points[i][1]];
-        [
-            EyeJob {
-                left: corner(RIGHT_EYE[0]),
-                right: corner(RIGHT_EYE[1]),
-                mirrored: false,
-            },
-            EyeJob {
-                left: corner(LEFT_EYE[1]),
-                right: corner(LEFT_EYE[0]),
-                mirrored: true,
-            },
-        ]
-    }
-}
-
-impl LandmarkWorker {
-    fn fork(&self) -> Result<LandmarkWorker, ModelError> {
-        Ok(LandmarkWorker {
-            mesh: self.mesh.fork()?,
-            iris: self.iris.fork()?,
-        })
-    }
-
-    fn mesh(&mut self, frame: &Frame, roi: &Roi) -> Result<Mesh, ModelError> {
-        crate::perf::time("mesh", || self.mesh.run(frame, roi))
-    }
-
-    fn eye(&mut self, frame: &Frame, job: &EyeJob) -> Result<EyeLandmarks, ModelError> {
-        crate::perf::time("eye", || {
-            self.iris.run(frame, job.left, job.right, job.mirrored)
-        })
-    }
-}
-
-/// Runs `job` on every item, in order, sharing the items out among the workers, each on a
-/// thread of its own, when there is more than one of both.
-fn share_out<T: Sync, R: Send>(
-    workers: &mut [LandmarkWorker],
-    items: &[T],
-    job: impl Fn(&mut LandmarkWorker, &T) -> Result<R, ModelError> + Sync,
-) -> Result<Vec<R>, ModelError> {
-    let threads = workers.len().min(items.len());
-    if threads <= 1 {
-        let worker = &mut workers[0];
-        return items.iter().map(|item| job(worker, item)).collect();
-    }
-    let per_thread = items.len().div_ceil(threads);
-    let job = &job;
-    let shares: Vec<Result<Vec<R>, ModelError>> = std::thread::scope(|scope| {
-        let running: Vec<_> = workers
-            .iter_mut()
-            .zip(items.chunks(per_thread))
-            .map(|(worker, share)| {
-                scope.spawn(move || share.iter().map(|item| job(worker, item)).collect())
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    let mut results = Vec::with_capacity(items.len());
-    for share in shares {
-        results.extend(share?);
-    }
-    Ok(results)
+/// The subject's right eye, then the left (mirrored: the iris model was trained on the eye on
+/// the image's left), from the mesh's eye corners.
+fn eyes_of(mesh: &Mesh) -> [EyeCorners; 2] {
+    let corner = |i: usize| [mesh.points[i][0], mesh.points[i][1]];
+    [
+        EyeCorners {
+            left: corner(RIGHT_EYE[0]),
+            right: corner(RIGHT_EYE[1]),
+            mirrored: false,
+        },
+        EyeCorners {
+            left: corner(LEFT_EYE[1]),
+            right: corner(LEFT_EYE[0]),
+            mirrored: true,
+        },
+    ]
 }
 
 impl FaceAnalyser {
-    /// Loads the landmark models; `threads` (at least 1) analyse a frame's faces in parallel,
-    /// sharing the models' plans.
+    /// Loads the landmark models; `threads` (at least 1) analyse a frame's faces, and a face's
+    /// two eyes, in parallel, sharing the models' plans.
     pub fn new(
         manifest: &Manifest,
         config: &AnalysisConfig,
         threads: usize,
         verify: bool,
     ) -> Result<FaceAnalyser, AnalyseError> {
-        let first = LandmarkWorker {
-            mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?)?,
-            iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?)?,
-        };
-        let mut workers = vec![first];
-        for _ in 1..threads {
-            workers.push(workers[0].fork()?);
-        }
         Ok(FaceAnalyser {
-            workers,
+            mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?, threads)?,
+            iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?, threads)?,
             config: config.clone(),
             followed: Vec::new(),
             frames_since_detection: 0,
@@ -299,30 +220,20 @@ impl FaceAnalyser {
     }
 
     /// Each followed face's landmarks, in the order of `followed` (`None`: the mesh says the
-    /// face is gone). Meshes, then eyes, are shared out among the workers when there are
-    /// several faces.
+    /// face is gone). Meshes, then eyes, run as many at once as there are analysis threads.
     fn landmarks_of_followed(
         &mut self,
         frame: &Frame,
     ) -> Result<Vec<Option<FaceLandmarks>>, AnalyseError> {
-        let rois: Vec<&Roi> = self.followed.iter().map(|f| &f.roi).collect();
-        let meshes = share_out(&mut self.workers, &rois, |worker, roi| {
-            worker.mesh(frame, roi)
-        })?;
+        let rois: Vec<Roi> = self.followed.iter().map(|f| f.roi).collect();
+        let meshes = self.mesh.run(frame, &rois)?;
         let present = |mesh: &Mesh| mesh.presence >= self.config.min_presence;
-        let eye_jobs: Vec<EyeJob> = meshes
+        let eye_corners: Vec<EyeCorners> = meshes
             .iter()
             .filter(|mesh| present(mesh))
-            .flat_map(EyeJob::of)
+            .flat_map(eyes_of)
             .collect();
-        // One face's two eyes stay on this thread: measured (docs/performance.md), a thread
-        // spawned for a single eye costs more than the eye (its model scratch starts cold).
-        let eye_workers = match meshes.len() {
-            0 | 1 => &mut self.workers[..1],
-            _ => &mut self.workers[..],
-        };
-        let mut eyes =
-            share_out(eye_workers, &eye_jobs, |worker, job| worker.eye(frame, job))?.into_iter();
+        let mut eyes = self.iris.run(frame, &eye_corners)?.into_iter();
         let size = [frame.width as f32, frame.height as f32];
         let mut found = Vec::with_capacity(meshes.len());
         for mesh in meshes {

@@ -3,9 +3,11 @@
 
 pub mod embedded;
 pub mod manifest;
+mod pool;
 mod prelu;
 pub mod preprocess;
 pub mod runner;
 
 pub use manifest::{Manifest, ModelEntry, Task};
-pub use runner::{Model, ModelError};
+pub use pool::ModelPool;
+pub use runner::{Model, ModelError, Outputs};

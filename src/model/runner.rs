@@ -29,6 +29,9 @@ pub enum ModelError {
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// The outputs of one run, each flat in row-major order, in the manifest's order.
+pub type Outputs = Vec<Vec<f32>>;
+
 /// One loaded model with its input buffer.
 pub struct Model {
     pub entry: ModelEntry,
@@ -119,6 +122,27 @@ impl Model {
         };
         let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
         crate::perf::time(&self.entry.id, || self.state.run(tvec![tensor.into()])).map_err(fail)
+    }
+
+    /// Runs the model on the current input; each output's values, in the manifest's order,
+    /// owned (tract's outputs cannot leave the thread that ran them).
+    pub fn run_outputs(&mut self) -> Result<Outputs, ModelError> {
+        let outputs = self.run()?;
+        outputs
+            .iter()
+            .map(|output| values(output).map(<[f32]>::to_vec))
+            .collect::<TractResult<_>>()
+            .map_err(|e| ModelError::Run {
+                id: self.entry.id.clone(),
+                reason: format!("{e:#}"),
+            })
+    }
+
+    /// Exchanges the input with `buffer` (of the input's length): a pool's thread takes an
+    /// input filled elsewhere without copying it.
+    pub(super) fn swap_input(&mut self, buffer: &mut Vec<f32>) {
+        debug_assert_eq!(buffer.len(), self.input.len());
+        std::mem::swap(&mut self.input, buffer);
     }
 
     /// Runs the model `runs` times on the current input, timing every node of the optimised
