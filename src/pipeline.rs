@@ -12,9 +12,9 @@ use thiserror::Error;
 
 use std::sync::RwLock;
 
-use crate::analyse::attributes::{AttributeAnalyser, Attributes};
+use crate::analyse::attributes::AttributeAnalyser;
 use crate::analyse::identity::{Embedder, Embedding, Recogniser, SharedGallery};
-use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser};
+use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser, FaceLandmarks};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
 use crate::config::{Config, IdentityConfig, OutputConfig, SourceConfig};
 use crate::detect::{DetectError, Detector};
@@ -22,7 +22,9 @@ use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
 use crate::gallery::{Gallery, GalleryError, Match};
 use crate::model::{Manifest, Model, ModelError};
 use crate::record::{unix_seconds, FaceRecord, FrameRecord, SCHEMA_VERSION};
-use crate::track::{TrackAnalysis, TrackCounts, TrackEvent, TrackSamples, TrackedFace, Tracker};
+use crate::track::{
+    Scheduled, TrackAnalysis, TrackCounts, TrackEvent, TrackSamples, TrackedFace, Tracker,
+};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -123,6 +125,8 @@ struct TrackWork {
     recogniser: Option<Recogniser>,
     attributes: Option<AttributeAnalyser>,
     action_units: bool,
+    /// Descriptor and attributes at once, on two threads (`[pipeline] threads` > 1).
+    parallel: bool,
 }
 
 impl TrackWork {
@@ -154,42 +158,56 @@ impl TrackWork {
             recogniser,
             attributes,
             action_units: config.analysis.enabled && config.attributes.action_units,
+            parallel: config.pipeline.analysis_threads() > 1,
         })
     }
 }
 
 impl TrackAnalysis for TrackWork {
-    fn describe(
+    fn run(
         &mut self,
         frame: &Frame,
         face: &AnalysedFace,
-    ) -> Result<Option<Embedding>, AnalyseError> {
-        match &mut self.recogniser {
-            Some(recogniser) => Ok(crate::perf::time("identity", || {
-                recogniser.describe(frame, face)
-            })?),
+        describe: bool,
+    ) -> Result<Scheduled, AnalyseError> {
+        let recogniser = self.recogniser.as_mut().filter(|_| describe);
+        let attributes = self.attributes.as_mut().zip(face.landmarks.as_ref());
+        let describe = |recogniser: Option<&mut Recogniser>| match recogniser {
+            Some(recogniser) => crate::perf::time("identity", || recogniser.describe(frame, face)),
             None => Ok(None),
-        }
+        };
+        let estimate = |attributes: Option<(&mut AttributeAnalyser, &FaceLandmarks)>| {
+            attributes
+                .map(|(attributes, landmarks)| {
+                    crate::perf::time("attributes", || {
+                        attributes.estimate(frame, &landmarks.mesh.points)
+                    })
+                })
+                .transpose()
+        };
+        // The descriptor and the attributes are a track's two costly pieces (a frame's p99):
+        // with a second analysis thread they run at once.
+        let (descriptor, estimate) =
+            if self.parallel && recogniser.is_some() && attributes.is_some() {
+                std::thread::scope(|scope| {
+                    let estimated = scope.spawn(|| estimate(attributes));
+                    let descriptor = describe(recogniser);
+                    let estimate = estimated
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (descriptor, estimate)
+                })
+            } else {
+                (describe(recogniser), estimate(attributes))
+            };
+        Ok(Scheduled {
+            descriptor: descriptor?,
+            estimate: estimate?,
+        })
     }
 
     fn identify(&self, descriptor: &[f32]) -> Option<Match> {
         self.recogniser.as_ref()?.identify(descriptor)
-    }
-
-    fn estimate(
-        &mut self,
-        frame: &Frame,
-        face: &AnalysedFace,
-    ) -> Result<Option<Attributes>, AnalyseError> {
-        match (&mut self.attributes, &face.landmarks) {
-            (Some(attributes), Some(landmarks)) => {
-                let estimate = crate::perf::time("attributes", || {
-                    attributes.estimate(frame, &landmarks.mesh.points)
-                });
-                Ok(Some(estimate?))
-            }
-            _ => Ok(None),
-        }
     }
 
     fn action_units(&self) -> bool {

@@ -37,21 +37,17 @@ const MAX_COUNTED_GAP: Duration = Duration::from_millis(500);
 
 /// The per-track work the tracker schedules.
 pub trait TrackAnalysis {
-    /// The face's descriptor, or `None` when identity is off or the face has no landmarks.
-    fn describe(
+    /// The scheduled work on one face: its descriptor, when `describe` (`None` when identity
+    /// is off or the face has no landmarks), and its age, gender and expression (`None` when
+    /// they are off or the face has no landmarks).
+    fn run(
         &mut self,
         frame: &Frame,
         face: &AnalysedFace,
-    ) -> Result<Option<Embedding>, AnalyseError>;
+        describe: bool,
+    ) -> Result<Scheduled, AnalyseError>;
     /// The gallery person a descriptor belongs to.
     fn identify(&self, descriptor: &[f32]) -> Option<Match>;
-    /// Age, gender and expression of the face, or `None` when they are off or the face has
-    /// no landmarks.
-    fn estimate(
-        &mut self,
-        frame: &Frame,
-        face: &AnalysedFace,
-    ) -> Result<Option<Attributes>, AnalyseError>;
     /// Whether action units follow every frame.
     fn action_units(&self) -> bool;
     /// Whether any scheduled work (descriptors or attributes) is on.
@@ -450,12 +446,8 @@ impl Tracker {
             if due && analysis.scheduled() {
                 track.frames_since_refresh = 0;
                 track.best_quality = track.best_quality.max(quality);
-                let descriptor = analysis.describe(frame, face)?;
-                let done = Scheduled {
-                    descriptor,
-                    quality,
-                };
-                done.apply(track, frame, face, analysis, &mut events, &mut self.known)?;
+                let done = analysis.run(frame, face, true)?;
+                done.apply(track, quality, analysis, &mut events, &mut self.known);
                 self.samples.set(track);
                 self.merge_late(t, frame, &mut events);
             }
@@ -470,12 +462,9 @@ impl Tracker {
             if track_of_face[f].is_some() {
                 continue;
             }
-            let descriptor = if self.reidentify {
-                analysis.describe(frame, face)?
-            } else {
-                None
-            };
-            let jumped = descriptor
+            let done = analysis.run(frame, face, self.reidentify)?;
+            let jumped = done
+                .descriptor
                 .as_deref()
                 .and_then(|d| self.nearest(&unmatched, d, |t| &self.live[t]));
             if let Some(t) = jumped {
@@ -485,7 +474,11 @@ impl Tracker {
                 continue;
             }
             let quality = face_quality(frame, face);
-            let mut track = match descriptor.as_deref().and_then(|d| self.reclaim(d, frame)) {
+            let reclaimed = done
+                .descriptor
+                .as_deref()
+                .and_then(|d| self.reclaim(d, frame));
+            let mut track = match reclaimed {
                 Some(mut track) => {
                     log::debug!("track {} re-identified", track.id);
                     track.seen(frame, face);
@@ -507,18 +500,7 @@ impl Tracker {
             }
             track.frames_since_refresh = 0;
             track.best_quality = track.best_quality.max(quality);
-            let done = Scheduled {
-                descriptor,
-                quality,
-            };
-            done.apply(
-                &mut track,
-                frame,
-                face,
-                analysis,
-                &mut events,
-                &mut self.known,
-            )?;
+            done.apply(&mut track, quality, analysis, &mut events, &mut self.known);
             self.samples.set(&track);
             track_of_face[f] = Some(self.live.len());
             self.live.push(track);
@@ -673,32 +655,31 @@ impl Tracker {
     }
 }
 
-/// One run of a track's scheduled work: the descriptor (computed first, because a new face
-/// needs it to be re-identified before it has a track) and the view's quality.
-struct Scheduled {
-    descriptor: Option<Embedding>,
-    quality: f32,
+/// One run of a track's scheduled work (see [`TrackAnalysis::run`]).
+#[derive(Debug, Default)]
+pub struct Scheduled {
+    pub descriptor: Option<Embedding>,
+    pub estimate: Option<Attributes>,
 }
 
 impl Scheduled {
-    /// Adds the descriptor and recognises the track, then estimates the attributes.
+    /// Adds the descriptor and recognises the track, then the attributes, each weighted by
+    /// the view's `quality`.
     fn apply(
         self,
         track: &mut Track,
-        frame: &Frame,
-        face: &AnalysedFace,
-        analysis: &mut dyn TrackAnalysis,
+        quality: f32,
+        analysis: &dyn TrackAnalysis,
         events: &mut Vec<TrackEvent>,
         known: &mut BTreeSet<String>,
-    ) -> Result<(), AnalyseError> {
+    ) {
         if let Some(descriptor) = self.descriptor {
-            track.add_descriptor(descriptor, self.quality);
+            track.add_descriptor(descriptor, quality);
             recognise(track, analysis, events, known);
         }
-        if let Some(estimate) = analysis.estimate(frame, face)? {
-            track.add_estimate(&estimate, self.quality);
+        if let Some(estimate) = &self.estimate {
+            track.add_estimate(estimate, quality);
         }
-        Ok(())
     }
 }
 

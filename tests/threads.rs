@@ -1,5 +1,6 @@
 //! Analysis threads change the speed, never the result: the same frames analysed with one
-//! thread and with several give byte-identical records (faces, landmarks, pose, gaze, tracks).
+//! thread and with several give byte-identical records (faces, landmarks, pose, gaze, tracks,
+//! and the per-track descriptors and attributes, which run at once with a second thread).
 
 mod common;
 
@@ -18,8 +19,10 @@ fn frames() -> Vec<Frame> {
 fn records(threads: usize) -> (Vec<String>, usize) {
     let mut config = Config::default();
     config.models.dir = common::models_dir();
-    config.identity.enabled = false;
-    config.attributes.enabled = false;
+    // Descriptors (for re-identification) and attributes on, with an empty gallery.
+    config.identity.gallery = std::env::temp_dir()
+        .join(format!("facecast-threads-{}", std::process::id()))
+        .join("absent-gallery.json");
     config.pipeline.threads = threads;
     let mut analyser = Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"));
     let mut faces = 0;
@@ -45,5 +48,11 @@ fn one_thread_and_several_give_identical_records() {
     );
     // Three threads for up to five faces: the shares are uneven, as they usually are.
     let (several, _) = records(3);
+    assert!(
+        one.iter()
+            .filter(|faces| *faces != "[]")
+            .all(|faces| faces.contains("\"age\"")),
+        "faces carry the scheduled attributes: {one:#?}"
+    );
     assert_eq!(one, several);
 }
