@@ -259,7 +259,15 @@ const NEUTRAL_PHOTOS: [&str; 2] = [
     "face_recognition/biden.jpg",
 ];
 
-/// Prototype AUs that do not score above the neutral faces (docs/action-units.md says why).
+/// Prototype AUs that do not score above the neutral faces (docs/action-units.md gives the FACS
+/// reading of the portraits and the figures):
+/// - anger AU5: absent from the portrait: her upper lids are lowered over the iris (AU7), no
+///   sclera shows above it.
+/// - anger AU23: her lips are pressed (AU24, with AU17) and their red is narrowed, the cue AU23
+///   shares, but the mesh model draws the upper lip's outer edge over the skin above the red:
+///   its red lips are not thinner, so no red-lip measure can read it.
+/// - disgust AU16: absent from the portrait: his mouth is closed, the lower lip pushed up by the
+///   chin (AU17), no lower teeth show.
 const KNOWN_MISSES: [(&str, u8); 3] = [("anger", 5), ("anger", 23), ("disgust", 16)];
 
 #[test]
@@ -862,7 +870,8 @@ const MEASURE_ONSET: [Option<f32>; MEASURE_COUNT] = [
     Some(0.04),  // UpperLipThickness: AU23
     Some(0.04),  // LowerLipThickness: AU23
     Some(0.15),  // LipGap: AU25
-    Some(0.05),  // LowerLipHeight: AU16
+    Some(0.05),  // LowerLipBelowCorners: AU16
+    Some(0.05),  // LowerLipAboveChin: AU16
     Some(0.04),  // ChinHeight: AU17 (AU26 0.15)
 ];
 
