@@ -323,16 +323,13 @@ const BLINK_CLIP_FRAME_0: &str = "derived/single_face_blink.y4m frame 0";
 
 /// (neutral face, AU) read as present against the population neutral: measures that differ
 /// more between people than the AU moves them, so that no population neutral reads every
-/// neutral face as 0 (docs/action-units.md): the lip corners' height (AU15), the chin's
-/// (AU17), the brows' (AU1, AU2). A track's own neutral is needed for these.
-const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 7] = [
-    ("facedetect/grace_hopper_512x512.jpg", 15),
+/// neutral face as 0 (docs/action-units.md): the chin's height (AU17), the brows' (AU1, AU2).
+/// A track's own neutral is needed for these.
+const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 4] = [
     ("facedetect/grace_hopper_512x512.jpg", 17),
-    ("face_recognition/biden.jpg", 15),
     ("face_recognition/biden.jpg", 17),
     (BLINK_CLIP_FRAME_0, 1),
     (BLINK_CLIP_FRAME_0, 2),
-    (BLINK_CLIP_FRAME_0, 15),
 ];
 /// Every other AU reads below this on a neutral face: not present.
 const NEUTRAL_BELOW: f32 = 1.0;
@@ -865,6 +862,7 @@ const MEASURE_ONSET: [Option<f32>; MEASURE_COUNT] = [
     Some(0.04),  // NoseWingHeight: AU9
     Some(0.05),  // UpperLipHeight: AU10
     Some(0.05),  // LipCornerHeight: AU15 (AU12 0.08)
+    Some(0.05),  // LipCornerAboveMouthLine: AU15
     Some(0.12),  // MouthWidth: AU20, 2 x 0.06
     Some(0.04),  // LipCornerDepth: AU14
     Some(0.04),  // UpperLipThickness: AU23

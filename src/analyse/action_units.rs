@@ -60,7 +60,7 @@ const JAW: [usize; 4] = [172, 136, 397, 365];
 /// Subnasale, where the nose meets the upper lip.
 const NOSE_BASE: usize = 2;
 /// Number of geometric measures.
-pub const MEASURE_COUNT: usize = 18;
+pub const MEASURE_COUNT: usize = 19;
 
 /// Iris radius of the population neutral (cm): half the mean horizontal visible iris diameter of
 /// adults, 11.7 mm (Rüfer, Schröder and Erb, Cornea 2005).
@@ -75,7 +75,7 @@ const NEUTRAL_MRD1: f32 = 0.45;
 /// `population_neutral_of_the_mesh_model` in tests/attributes.rs (`cargo test --test attributes
 /// population_neutral -- --ignored --nocapture`); docs/action-units.md gives the spread.
 #[rustfmt::skip]
-const MESH_MODEL_NEUTRAL: [(Measure, f32); 13] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipBelowCorners, 1.434), (Measure::LowerLipAboveChin, 3.082), (Measure::ChinHeight, -8.747)];
+const MESH_MODEL_NEUTRAL: [(Measure, f32); 14] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::LipCornerAboveMouthLine, -0.094), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipBelowCorners, 1.434), (Measure::LowerLipAboveChin, 3.082), (Measure::ChinHeight, -8.747)];
 
 /// What the mesh measures, in the canonical frame (cm; y up, z towards the viewer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,8 @@ pub enum Measure {
     UpperLipHeight,
     /// Height of the lip corners above the point halfway between nose base and jaw line.
     LipCornerHeight,
+    /// Height of the lip corners above the upper lip's inner edge (the mouth line).
+    LipCornerAboveMouthLine,
     /// Distance between the lip corners (x).
     MouthWidth,
     /// Depth of the lip corners relative to the lips' middle (z, larger towards the viewer).
@@ -133,6 +135,7 @@ impl Measure {
         Measure::NoseWingHeight,
         Measure::UpperLipHeight,
         Measure::LipCornerHeight,
+        Measure::LipCornerAboveMouthLine,
         Measure::MouthWidth,
         Measure::LipCornerDepth,
         Measure::UpperLipThickness,
@@ -210,6 +213,8 @@ impl Measures {
         m[Measure::NoseWingHeight as usize] = mean(&NOSE_WING, y) - eye_line;
         m[Measure::UpperLipHeight as usize] = mean(&UPPER_LIP, y) - p[NOSE_BASE][y];
         m[Measure::LipCornerHeight as usize] = mean(&LIP_CORNERS, y) - mouth_level;
+        m[Measure::LipCornerAboveMouthLine as usize] =
+            mean(&LIP_CORNERS, y) - mean(&INNER_UPPER, y);
         m[Measure::MouthWidth as usize] = p[LIP_CORNERS[1]][x] - p[LIP_CORNERS[0]][x];
         m[Measure::LipCornerDepth as usize] =
             mean(&LIP_CORNERS, z) - (mean(&UPPER_LIP, z) + mean(&LOWER_LIP, z)) / 2.0;
@@ -472,7 +477,11 @@ fn movement(au: u8, now: &Measures, neutral: &Measures) -> f32 {
         // Corners up (AU12) or down (AU15); the lateral part of a pull that is not upward is
         // the lip stretcher (AU20), so an oblique smile does not read as AU20.
         12 => d(LipCornerHeight),
-        15 => -d(LipCornerHeight),
+        // Corners down against both references: halfway between nose base and jaw (which a
+        // jaw drop takes down as far as the corners) and the upper lip's inner edge (which an
+        // upper lip raiser lifts, and the lower face's length does not move). How low the
+        // corners sit against the first differs between people at rest by about a full AU15.
+        15 => (-d(LipCornerHeight)).min(-d(LipCornerAboveMouthLine)),
         20 => d(MouthWidth) / 2.0 - d(LipCornerHeight).max(0.0),
         // Corners pulled back into the cheeks.
         14 => -d(LipCornerDepth),
