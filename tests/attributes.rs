@@ -325,8 +325,7 @@ const BLINK_CLIP_FRAME_0: &str = "derived/single_face_blink.y4m frame 0";
 /// more between people than the AU moves them, so that no population neutral reads every
 /// neutral face as 0 (docs/action-units.md): the chin's height (AU17), the brows' (AU1, AU2).
 /// A track's own neutral is needed for these.
-const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 4] = [
-    ("facedetect/grace_hopper_512x512.jpg", 17),
+const KNOWN_NEUTRAL_MISREADS: [(&str, u8); 3] = [
     ("face_recognition/biden.jpg", 17),
     (BLINK_CLIP_FRAME_0, 1),
     (BLINK_CLIP_FRAME_0, 2),
@@ -871,6 +870,7 @@ const MEASURE_ONSET: [Option<f32>; MEASURE_COUNT] = [
     Some(0.05),  // LowerLipBelowCorners: AU16
     Some(0.05),  // LowerLipAboveChin: AU16
     Some(0.04),  // ChinHeight: AU17 (AU26 0.15)
+    Some(0.04),  // ChinAboveJawLine: AU17
 ];
 
 /// Generates the population neutral (`MESH_MODEL_NEUTRAL` in src/analyse/action_units.rs) and

@@ -60,7 +60,7 @@ const JAW: [usize; 4] = [172, 136, 397, 365];
 /// Subnasale, where the nose meets the upper lip.
 const NOSE_BASE: usize = 2;
 /// Number of geometric measures.
-pub const MEASURE_COUNT: usize = 19;
+pub const MEASURE_COUNT: usize = 20;
 
 /// Iris radius of the population neutral (cm): half the mean horizontal visible iris diameter of
 /// adults, 11.7 mm (Rüfer, Schröder and Erb, Cornea 2005).
@@ -75,7 +75,7 @@ const NEUTRAL_MRD1: f32 = 0.45;
 /// `population_neutral_of_the_mesh_model` in tests/attributes.rs (`cargo test --test attributes
 /// population_neutral -- --ignored --nocapture`); docs/action-units.md gives the spread.
 #[rustfmt::skip]
-const MESH_MODEL_NEUTRAL: [(Measure, f32); 14] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::LipCornerAboveMouthLine, -0.094), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipBelowCorners, 1.434), (Measure::LowerLipAboveChin, 3.082), (Measure::ChinHeight, -8.747)];
+const MESH_MODEL_NEUTRAL: [(Measure, f32); 15] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::LipCornerAboveMouthLine, -0.094), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipBelowCorners, 1.434), (Measure::LowerLipAboveChin, 3.082), (Measure::ChinHeight, -8.747), (Measure::ChinAboveJawLine, -2.520)];
 
 /// What the mesh measures, in the canonical frame (cm; y up, z towards the viewer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,8 @@ pub enum Measure {
     LowerLipAboveChin,
     /// Mean height of the chin.
     ChinHeight,
+    /// Height of the chin above the jaw line below the lip corners.
+    ChinAboveJawLine,
 }
 
 impl Measure {
@@ -144,6 +146,7 @@ impl Measure {
         Measure::LowerLipBelowCorners,
         Measure::LowerLipAboveChin,
         Measure::ChinHeight,
+        Measure::ChinAboveJawLine,
     ];
 }
 
@@ -226,6 +229,7 @@ impl Measures {
         m[Measure::LowerLipBelowCorners as usize] = mean(&LIP_CORNERS, y) - mean(&LOWER_LIP, y);
         m[Measure::LowerLipAboveChin as usize] = mean(&LOWER_LIP, y) - mean(&CHIN, y);
         m[Measure::ChinHeight as usize] = mean(&CHIN, y);
+        m[Measure::ChinAboveJawLine as usize] = mean(&CHIN, y) - mean(&JAW, y);
         Measures(m)
     }
 
@@ -490,7 +494,10 @@ fn movement(au: u8, now: &Measures, neutral: &Measures) -> f32 {
         // the other: a jaw drop (AU26) takes lip and chin down together (the corners half as
         // far), a smile (AU12) lifts the corners, a chin raiser (AU17) lifts the chin.
         16 => d(LowerLipBelowCorners).min(-d(LowerLipAboveChin)),
-        17 => d(ChinHeight),
+        // Chin boss pushed up, against both references: the upper-face fit (the lower face's
+        // length, a trait, moves the chin there) and the jaw line, bone that the chin raiser's
+        // soft tissue does not move (a jaw drop moves chin and jaw line together).
+        17 => d(ChinHeight).min(d(ChinAboveJawLine)),
         // Both lips thinner (one lip rolled in while the lips part is not AU23).
         23 => (-d(UpperLipThickness)).min(-d(LowerLipThickness)),
         25 => d(LipGap),
