@@ -60,7 +60,7 @@ const JAW: [usize; 4] = [172, 136, 397, 365];
 /// Subnasale, where the nose meets the upper lip.
 const NOSE_BASE: usize = 2;
 /// Number of geometric measures.
-pub const MEASURE_COUNT: usize = 17;
+pub const MEASURE_COUNT: usize = 20;
 
 /// Iris radius of the population neutral (cm): half the mean horizontal visible iris diameter of
 /// adults, 11.7 mm (Rüfer, Schröder and Erb, Cornea 2005).
@@ -75,7 +75,7 @@ const NEUTRAL_MRD1: f32 = 0.45;
 /// `population_neutral_of_the_mesh_model` in tests/attributes.rs (`cargo test --test attributes
 /// population_neutral -- --ignored --nocapture`); docs/action-units.md gives the spread.
 #[rustfmt::skip]
-const MESH_MODEL_NEUTRAL: [(Measure, f32); 12] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipHeight, -5.702), (Measure::ChinHeight, -8.747)];
+const MESH_MODEL_NEUTRAL: [(Measure, f32); 15] = [(Measure::InnerBrowHeight, 1.876), (Measure::BrowGap, 4.204), (Measure::UpperLidHeight, 0.469), (Measure::LowerLidHeight, -0.239), (Measure::CheekHeight, -2.319), (Measure::NoseWingHeight, -3.968), (Measure::UpperLipHeight, -1.327), (Measure::LipCornerAboveMouthLine, -0.094), (Measure::MouthWidth, 6.070), (Measure::LipCornerDepth, -1.896), (Measure::LowerLipThickness, 0.979), (Measure::LowerLipBelowCorners, 1.434), (Measure::LowerLipAboveChin, 3.082), (Measure::ChinHeight, -8.747), (Measure::ChinAboveJawLine, -2.520)];
 
 /// What the mesh measures, in the canonical frame (cm; y up, z towards the viewer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,8 @@ pub enum Measure {
     UpperLipHeight,
     /// Height of the lip corners above the point halfway between nose base and jaw line.
     LipCornerHeight,
+    /// Height of the lip corners above the upper lip's inner edge (the mouth line).
+    LipCornerAboveMouthLine,
     /// Distance between the lip corners (x).
     MouthWidth,
     /// Depth of the lip corners relative to the lips' middle (z, larger towards the viewer).
@@ -112,10 +114,14 @@ pub enum Measure {
     LowerLipThickness,
     /// Gap between the inner lip contours.
     LipGap,
-    /// Mean height of the lower lip's outer edge.
-    LowerLipHeight,
+    /// Depth of the lower lip's outer edge (its middle) below the lip corners.
+    LowerLipBelowCorners,
+    /// Height of the lower lip's outer edge (its middle) above the chin.
+    LowerLipAboveChin,
     /// Mean height of the chin.
     ChinHeight,
+    /// Height of the chin above the jaw line below the lip corners.
+    ChinAboveJawLine,
 }
 
 impl Measure {
@@ -131,13 +137,16 @@ impl Measure {
         Measure::NoseWingHeight,
         Measure::UpperLipHeight,
         Measure::LipCornerHeight,
+        Measure::LipCornerAboveMouthLine,
         Measure::MouthWidth,
         Measure::LipCornerDepth,
         Measure::UpperLipThickness,
         Measure::LowerLipThickness,
         Measure::LipGap,
-        Measure::LowerLipHeight,
+        Measure::LowerLipBelowCorners,
+        Measure::LowerLipAboveChin,
         Measure::ChinHeight,
+        Measure::ChinAboveJawLine,
     ];
 }
 
@@ -207,14 +216,20 @@ impl Measures {
         m[Measure::NoseWingHeight as usize] = mean(&NOSE_WING, y) - eye_line;
         m[Measure::UpperLipHeight as usize] = mean(&UPPER_LIP, y) - p[NOSE_BASE][y];
         m[Measure::LipCornerHeight as usize] = mean(&LIP_CORNERS, y) - mouth_level;
+        m[Measure::LipCornerAboveMouthLine as usize] =
+            mean(&LIP_CORNERS, y) - mean(&INNER_UPPER, y);
         m[Measure::MouthWidth as usize] = p[LIP_CORNERS[1]][x] - p[LIP_CORNERS[0]][x];
         m[Measure::LipCornerDepth as usize] =
             mean(&LIP_CORNERS, z) - (mean(&UPPER_LIP, z) + mean(&LOWER_LIP, z)) / 2.0;
         m[Measure::UpperLipThickness as usize] = mean(&UPPER_LIP, y) - mean(&INNER_UPPER, y);
         m[Measure::LowerLipThickness as usize] = mean(&INNER_LOWER, y) - mean(&LOWER_LIP, y);
         m[Measure::LipGap as usize] = mean(&INNER_UPPER, y) - mean(&INNER_LOWER, y);
-        m[Measure::LowerLipHeight as usize] = mean(&LOWER_LIP, y);
+        // The lower lip against its own corners and the chin, not the upper face: the lower
+        // face's length is a trait, and a jaw drop moves lip and chin together.
+        m[Measure::LowerLipBelowCorners as usize] = mean(&LIP_CORNERS, y) - mean(&LOWER_LIP, y);
+        m[Measure::LowerLipAboveChin as usize] = mean(&LOWER_LIP, y) - mean(&CHIN, y);
         m[Measure::ChinHeight as usize] = mean(&CHIN, y);
+        m[Measure::ChinAboveJawLine as usize] = mean(&CHIN, y) - mean(&JAW, y);
         Measures(m)
     }
 
@@ -466,13 +481,23 @@ fn movement(au: u8, now: &Measures, neutral: &Measures) -> f32 {
         // Corners up (AU12) or down (AU15); the lateral part of a pull that is not upward is
         // the lip stretcher (AU20), so an oblique smile does not read as AU20.
         12 => d(LipCornerHeight),
-        15 => -d(LipCornerHeight),
+        // Corners down against both references: halfway between nose base and jaw (which a
+        // jaw drop takes down as far as the corners) and the upper lip's inner edge (which an
+        // upper lip raiser lifts, and the lower face's length does not move). How low the
+        // corners sit against the first differs between people at rest by about a full AU15.
+        15 => (-d(LipCornerHeight)).min(-d(LipCornerAboveMouthLine)),
         20 => d(MouthWidth) / 2.0 - d(LipCornerHeight).max(0.0),
         // Corners pulled back into the cheeks.
         14 => -d(LipCornerDepth),
-        // Lower lip pulled down, beyond what a dropping jaw takes it (that is AU26).
-        16 => -d(LowerLipHeight) + d(ChinHeight).min(0.0),
-        17 => d(ChinHeight),
+        // Lower lip's middle pulled down, away from both its references: from the lip
+        // corners and towards the chin. Each other movement that moves one reference leaves
+        // the other: a jaw drop (AU26) takes lip and chin down together (the corners half as
+        // far), a smile (AU12) lifts the corners, a chin raiser (AU17) lifts the chin.
+        16 => d(LowerLipBelowCorners).min(-d(LowerLipAboveChin)),
+        // Chin boss pushed up, against both references: the upper-face fit (the lower face's
+        // length, a trait, moves the chin there) and the jaw line, bone that the chin raiser's
+        // soft tissue does not move (a jaw drop moves chin and jaw line together).
+        17 => d(ChinHeight).min(d(ChinAboveJawLine)),
         // Both lips thinner (one lip rolled in while the lips part is not AU23).
         23 => (-d(UpperLipThickness)).min(-d(LowerLipThickness)),
         25 => d(LipGap),
