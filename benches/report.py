@@ -79,6 +79,14 @@ def main() -> int:
     out.append(table(["model", "precision", "tract p50", "tract p99", "ort p50", "ort p99",
                       "tract/ort p50", "tract/ort p99"], rows))
 
+    # 1b. where tract spends each model's time (facecast bench's per-operator profile)
+    profiled = [(i, get(tract, "models", i, "ops")) for i in ids]
+    rows = [[i, "; ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in ops[:4])]
+            for i, ops in profiled if ops]
+    if rows:
+        out.append("\n### tract per operator: the four costliest, share of the model's time\n")
+        out.append(table(["model", "operators (nodes of each kind summed)"], rows))
+
     # 2. per frame: facecast vs mediapipe
     for clip in ("one_face", "six_faces"):
         rows = []
