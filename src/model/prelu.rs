@@ -3,7 +3,7 @@
 //! tract-onnx 0.23 expands PRelu to `0 > x ? slope · x : x`: a comparison into a boolean
 //! tensor, then a select (`Iff`) that is not vectorised. FaceMesh and Iris have a PRelu after
 //! almost every convolution, and `facecast bench`'s per-operator profile put 48% of FaceMesh's
-//! time and 58% of Iris's in those two operators. Max and Min against a scalar, a per-channel
+//! time and 58% of Iris's in those two operators (debug build; docs/performance.md). Max and Min against a scalar, a per-channel
 //! Mul and an Add are the same value (for x > 0: x + slope · 0; for x <= 0: 0 + slope · x, each
 //! step exact), on tract's vectorised element-wise kernels.
 
