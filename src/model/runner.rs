@@ -116,12 +116,22 @@ impl Model {
 
     /// Runs the model on the current input; outputs in the manifest's order.
     pub fn run(&mut self) -> Result<TVec<TValue>, ModelError> {
-        let fail = |e: TractError| ModelError::Run {
-            id: self.entry.id.clone(),
+        let fail = self.run_error();
+        let input = self.input_tensor().map_err(&fail)?;
+        crate::perf::time(&self.entry.id, || self.state.run(tvec![input])).map_err(fail)
+    }
+
+    fn input_tensor(&self) -> TractResult<TValue> {
+        Ok(Tensor::from_shape(&self.entry.input.shape, &self.input)?.into())
+    }
+
+    /// Turns tract's error in a run of this model into ours (without borrowing the model).
+    fn run_error(&self) -> impl Fn(TractError) -> ModelError {
+        let id = self.entry.id.clone();
+        move |e| ModelError::Run {
+            id: id.clone(),
             reason: format!("{e:#}"),
-        };
-        let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
-        crate::perf::time(&self.entry.id, || self.state.run(tvec![tensor.into()])).map_err(fail)
+        }
     }
 
     /// Runs the model on the current input; each output's values, in the manifest's order,
@@ -132,10 +142,7 @@ impl Model {
             .iter()
             .map(|output| values(output).map(<[f32]>::to_vec))
             .collect::<TractResult<_>>()
-            .map_err(|e| ModelError::Run {
-                id: self.entry.id.clone(),
-                reason: format!("{e:#}"),
-            })
+            .map_err(self.run_error())
     }
 
     /// Exchanges the input with `buffer` (of the input's length): a pool's thread takes an
@@ -149,22 +156,19 @@ impl Model {
     /// plan, and sums the times per operator, most expensive first: where tract spends a
     /// model's time, to compare with another runtime's profile of the same file.
     pub fn profile_ops(&mut self, runs: usize) -> Result<Vec<OpTime>, ModelError> {
-        let fail = |e: TractError| ModelError::Run {
-            id: self.entry.id.clone(),
-            reason: format!("{e:#}"),
-        };
+        let fail = self.run_error();
         let mut per_node: Vec<std::time::Duration> =
             vec![Default::default(); self.plan.model().nodes.len()];
         for _ in 0..runs {
-            let tensor = Tensor::from_shape(&self.entry.input.shape, &self.input).map_err(fail)?;
+            let input = self.input_tensor().map_err(&fail)?;
             self.state
-                .run_plan_with_eval(tvec![tensor.into()], |context, state, node, inputs| {
+                .run_plan_with_eval(tvec![input], |context, state, node, inputs| {
                     let started = std::time::Instant::now();
                     let outputs = tract_onnx::tract_core::plan::eval(context, state, node, inputs);
                     per_node[node.id] += started.elapsed();
                     outputs
                 })
-                .map_err(fail)?;
+                .map_err(&fail)?;
         }
         let mut ops: Vec<OpTime> = Vec::new();
         for node in &self.plan.model().nodes {
