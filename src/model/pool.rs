@@ -8,7 +8,7 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use super::manifest::{InputSpec, ModelEntry};
+use super::manifest::InputSpec;
 use super::runner::{Model, ModelError, Outputs};
 
 pub struct ModelPool {
@@ -22,7 +22,8 @@ struct ModelThread {
     /// `None` once the pool is dropped: the thread's loop ends when this closes.
     inputs: Option<Sender<Vec<f32>>>,
     results: Receiver<(Vec<f32>, Result<Outputs, ModelError>)>,
-    /// The input buffer to fill next; it travels to the thread and back with each run.
+    /// The input buffer to fill next; it travels to the thread and back with each run (empty
+    /// once the thread has stopped).
     input: Vec<f32>,
     handle: Option<JoinHandle<()>>,
 }
@@ -39,10 +40,6 @@ impl ModelPool {
         })
     }
 
-    pub fn entry(&self) -> &ModelEntry {
-        &self.local.entry
-    }
-
     /// Runs the model once per item, as many at once as the pool has threads: `fill` writes an
     /// item's input (and returns what the caller needs to read its outputs). Results are in
     /// the items' order, and the same whatever the number of threads.
@@ -54,6 +51,13 @@ impl ModelPool {
         let mut results = Vec::with_capacity(items.len());
         for wave in items.chunks(self.threads.len() + 1) {
             let (mine, theirs) = wave.split_first().expect("chunks are never empty");
+            // A thread that stopped never gave its input back: nothing of this wave starts.
+            if self.threads[..theirs.len()]
+                .iter()
+                .any(|t| t.input.is_empty())
+            {
+                return Err(stopped(&self.local.entry.id));
+            }
             // The others' inputs first, so that their threads start while this one fills its own.
             let mut filled = Vec::with_capacity(wave.len());
             let mut started = Vec::with_capacity(theirs.len());
@@ -110,7 +114,7 @@ impl ModelThread {
     fn start(&mut self, id: &str) -> Result<(), ModelError> {
         let input = std::mem::take(&mut self.input);
         match &self.inputs {
-            Some(inputs) if !input.is_empty() && inputs.send(input).is_ok() => Ok(()),
+            Some(inputs) if inputs.send(input).is_ok() => Ok(()),
             _ => Err(stopped(id)),
         }
     }
