@@ -11,7 +11,6 @@ use crate::frame::Frame;
 use crate::geometry::{Affine, Rect};
 use crate::model::manifest::DetectorSpec;
 use crate::model::preprocess::{sample_into, Border};
-use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
 
 /// One face found in a frame, in frame pixels.
@@ -136,12 +135,8 @@ impl Detector {
         let (spec, tensor) = self.model.input();
         sample_into(frame, &to_frame, spec, Border::Black, tensor);
         let outputs = self.model.run()?;
-        let fail = |e: tract_onnx::prelude::TractError| ModelError::Run {
-            id: self.model.entry.id.clone(),
-            reason: format!("{e:#}"),
-        };
-        let boxes = values(&outputs[self.boxes_output]).map_err(fail)?;
-        let scores = values(&outputs[self.scores_output]).map_err(fail)?;
+        let boxes = self.model.output(&outputs, self.boxes_output)?;
+        let scores = self.model.output(&outputs, self.scores_output)?;
         let input_size = [tw as f32, th as f32];
         let merged = crate::perf::time("decode", || {
             decode(

@@ -27,7 +27,6 @@ use crate::config::AttributesConfig;
 use crate::frame::Frame;
 use crate::geometry::Affine;
 use crate::model::preprocess::{sample_into, Border};
-use crate::model::runner::values;
 use crate::model::{Manifest, Model, ModelError, Task};
 
 /// The seven expressions, in facecast's order (FER2013's).
@@ -299,13 +298,7 @@ impl AttributeModel {
         let (spec, tensor) = self.model.input();
         sample_into(scratch, &map, spec, border, tensor);
         let outputs = self.model.run()?;
-        let id = &self.model.entry.id;
-        let read = |output: usize| {
-            values(&outputs[output]).map_err(|e| ModelError::Run {
-                id: id.clone(),
-                reason: format!("{e:#}"),
-            })
-        };
+        let read = |output: usize| self.model.output(&outputs, output);
         let mut reading = Reading::default();
         for decoder in &self.decoders {
             match decoder {

@@ -11,7 +11,6 @@ use crate::frame::Frame;
 use crate::gallery::{Gallery, Match};
 use crate::geometry::Affine;
 use crate::model::preprocess::{sample_into, Border};
-use crate::model::runner::values;
 use crate::model::{Model, ModelError, Task};
 
 /// Chip padding around dlib's mean face, as `dlib.get_face_chip`'s default (the Python API's;
@@ -62,12 +61,9 @@ impl Embedder {
         // The chip is already the network's input size: copy it, normalised.
         sample_into(&self.chip, &Affine::IDENTITY, spec, Border::Black, input);
         let outputs = self.model.run()?;
-        values(&outputs[self.output])
+        self.model
+            .output(&outputs, self.output)
             .map(<[f32]>::to_vec)
-            .map_err(|e| ModelError::Run {
-                id: self.model.entry.id.clone(),
-                reason: format!("{e:#}"),
-            })
     }
 
     /// The chip of the last [`Embedder::embed`] call (for inspection and tests).

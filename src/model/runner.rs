@@ -47,17 +47,14 @@ impl Model {
     pub fn load(manifest: &Manifest, id: &str, verify: bool) -> Result<Model, ModelError> {
         let entry = manifest.entry(id)?.clone();
         let bytes = manifest.read_file(&entry, verify)?;
-        let fail = |e: TractError| ModelError::Load {
-            id: entry.id.clone(),
-            reason: format!("{e:#}"),
-        };
+        let fail = load_error(&entry.id);
         let shape: TVec<usize> = entry.input.shape.iter().copied().collect();
         let plan = super::prelu::onnx()
             .model_for_read(&mut bytes.as_slice())
             .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(fail)?;
+            .map_err(&fail)?;
         check_outputs(&entry, &plan)?;
         let state = plan.spawn().map_err(fail)?;
         let input = vec![0.0; shape.iter().product()];
@@ -72,10 +69,7 @@ impl Model {
     /// Another copy of this model to run on another thread: the optimised plan (weights
     /// included) is shared; only the scratch state and the input are new.
     pub fn fork(&self) -> Result<Model, ModelError> {
-        let state = self.plan.spawn().map_err(|e| ModelError::Load {
-            id: self.entry.id.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let state = self.plan.spawn().map_err(load_error(&self.entry.id))?;
         Ok(Model {
             entry: self.entry.clone(),
             plan: self.plan.clone(),
@@ -134,15 +128,18 @@ impl Model {
         }
     }
 
+    /// Output `index` of a run of this model, flat in row-major order.
+    pub fn output<'a>(&self, outputs: &'a [TValue], index: usize) -> Result<&'a [f32], ModelError> {
+        values(&outputs[index]).map_err(self.run_error())
+    }
+
     /// Runs the model on the current input; each output's values, in the manifest's order,
     /// owned (tract's outputs cannot leave the thread that ran them).
     pub fn run_outputs(&mut self) -> Result<Outputs, ModelError> {
         let outputs = self.run()?;
-        outputs
-            .iter()
-            .map(|output| values(output).map(<[f32]>::to_vec))
-            .collect::<TractResult<_>>()
-            .map_err(self.run_error())
+        (0..outputs.len())
+            .map(|index| self.output(&outputs, index).map(<[f32]>::to_vec))
+            .collect()
     }
 
     /// Exchanges the input with `buffer` (of the input's length): a pool's thread takes an
@@ -207,13 +204,19 @@ pub fn values(output: &TValue) -> TractResult<&[f32]> {
     output.try_as_plain_ram()?.as_slice::<f32>()
 }
 
+/// Turns tract's error while loading or preparing model `id` into ours.
+fn load_error(id: &str) -> impl Fn(TractError) -> ModelError + '_ {
+    move |e| ModelError::Load {
+        id: id.to_string(),
+        reason: format!("{e:#}"),
+    }
+}
+
 /// The graph's outputs must be what the manifest says, or every decoder reading them is wrong.
 fn check_outputs(entry: &ModelEntry, plan: &Plan) -> Result<(), ModelError> {
     let model = plan.model();
-    let outlets = model.output_outlets().map_err(|e| ModelError::Load {
-        id: entry.id.clone(),
-        reason: format!("{e:#}"),
-    })?;
+    let fail = load_error(&entry.id);
+    let outlets = model.output_outlets().map_err(&fail)?;
     if outlets.len() != entry.outputs.len() {
         return Err(ModelError::Load {
             id: entry.id.clone(),
@@ -225,10 +228,7 @@ fn check_outputs(entry: &ModelEntry, plan: &Plan) -> Result<(), ModelError> {
         });
     }
     for (outlet, spec) in outlets.iter().zip(&entry.outputs) {
-        let fact = model.outlet_fact(*outlet).map_err(|e| ModelError::Load {
-            id: entry.id.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let fact = model.outlet_fact(*outlet).map_err(&fail)?;
         let shape: Option<Vec<usize>> = fact.shape.as_concrete().map(|s| s.to_vec());
         if shape.as_deref() != Some(spec.shape.as_slice()) {
             return Err(ModelError::Load {
