@@ -462,6 +462,10 @@ impl Tracker {
             if track_of_face[f].is_some() {
                 continue;
             }
+            // The attributes are estimated with the descriptor (at once, on two threads) before
+            // the descriptor says whether the face is a live track that jumped: then they are
+            // not used. Rare (a detection after a stretch of following), and a new track's
+            // first frame, the start-up cost, gains the parallel run.
             let done = analysis.run(frame, face, self.reidentify)?;
             let jumped = done
                 .descriptor
