@@ -1,12 +1,15 @@
-//! tract's ONNX front end with PRelu wired as `max(x, 0) + slope · min(x, 0)`.
+//! tract's ONNX front end with PRelu wired as facecast's one-pass `ChannelPrelu` (one slope
+//! per channel, as in FaceMesh and Iris), else as `max(x, 0) + slope · min(x, 0)`.
 //!
 //! tract-onnx 0.23 expands PRelu to `0 > x ? slope · x : x`: a comparison into a boolean
 //! tensor, then a select (`Iff`) that is not vectorised. FaceMesh and Iris have a PRelu after
 //! almost every convolution, and `facecast bench`'s per-operator profile put 48% of FaceMesh's
-//! time and 58% of Iris's in those two operators (debug build; docs/performance.md). Max and Min against a scalar, a per-channel
-//! Mul and an Add are the same value (for x > 0: x + slope · 0; for x <= 0: 0 + slope · x, each
-//! step exact), on tract's vectorised element-wise kernels.
+//! time and 58% of Iris's in those two operators (debug build; docs/performance.md). Max and
+//! Min against a scalar, a per-channel Mul and an Add are the same value (for x > 0: x + slope
+//! · 0; for x <= 0: 0 + slope · x, each step exact), on tract's vectorised element-wise
+//! kernels, but two passes over the tensor; `ChannelPrelu` is one.
 
+use facecast_kernels::ChannelPrelu;
 use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -51,6 +54,9 @@ impl Expansion for Prelu {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         let x = inputs[0];
+        if ChannelPrelu::covers(model.outlet_fact(x)?, model.outlet_fact(inputs[1])?) {
+            return model.wire_node(name, ChannelPrelu, inputs);
+        }
         let rank = model.outlet_fact(x)?.rank();
         // ONNX broadcasts the slope from the right (usually [C, 1, 1]); tract's binary
         // operators want equal ranks.

@@ -52,6 +52,9 @@ impl Model {
         let plan = super::prelu::onnx()
             .model_for_read(&mut bytes.as_slice())
             .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| facecast_kernels::install(&mut m).map(|_| m))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(&fail)?;

@@ -1,0 +1,245 @@
+//! Max pooling of f32 planes (NCHW or CHW), a row at a time.
+//!
+//! Each input row is padded with `f32::MIN` (tract's start value for a window, so a padded tap
+//! changes nothing) and split into its `stride` phases: the tap at column `kx` of every window
+//! in the row is then the contiguous run `phase[kx % stride][kx / stride..]`. A row's
+//! horizontal maxima are a fold of `kernel width` such runs, and an output row is the fold of
+//! `kernel height` rows of horizontal maxima. Every loop runs over contiguous slices.
+
+use tract_core::internal::*;
+use tract_core::ops::cnn::MaxPool;
+use tract_core::ops::nn::DataFormat;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPool2d {
+    output_shape: TVec<usize>,
+    /// Input height and width.
+    input: [usize; 2],
+    /// Output height and width.
+    output: [usize; 2],
+    /// Kernel height and width.
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// Padding before the first row and column.
+    pad: [usize; 2],
+}
+
+impl MaxPool2d {
+    /// The replacement for node `id` if it is a max pool this kernel computes (f32, channels
+    /// first, 2-D, no dilation, no index output, fixed shapes).
+    pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<MaxPool2d>> {
+        let node = &model.nodes[id];
+        let Some(pool) = node.op_as::<MaxPool>() else {
+            return Ok(None);
+        };
+        let spec = &pool.pool_spec;
+        if pool.with_index_outputs.is_some()
+            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+            || spec.kernel_shape.len() != 2
+            || spec.dilations().iter().any(|&d| d != 1)
+        {
+            return Ok(None);
+        }
+        let Some((_, input)) = crate::plane_axes(model.outlet_fact(node.inputs[0])?) else {
+            return Ok(None);
+        };
+        let Some(output_shape) = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete()
+        else {
+            return Ok(None);
+        };
+        let padding = spec.computed_padding(&input);
+        let strides = spec.strides();
+        let output = [padding[0].convoluted, padding[1].convoluted];
+        // tract's idea of the output must be ours, or the graph around it would be wrong.
+        if output_shape[output_shape.len() - 2..] != output {
+            return Ok(None);
+        }
+        Ok(Some(MaxPool2d {
+            output_shape: output_shape.into(),
+            input,
+            output,
+            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+            stride: [strides[0], strides[1]],
+            pad: [padding[0].pad_before, padding[1].pad_before],
+        }))
+    }
+
+    /// Length of one phase of a padded row: enough for every window's last tap.
+    fn phase_len(&self) -> usize {
+        self.output[1] + (self.kernel[1] - 1) / self.stride[1]
+    }
+
+    /// The horizontal maxima of one input `row` into `out` (one value per output column).
+    fn row_maxima(&self, row: &[f32], padded: &mut [f32], phases: &mut [f32], out: &mut [f32]) {
+        let stride = self.stride[1];
+        let phase_len = self.phase_len();
+        padded.fill(f32::MIN);
+        let copied = row.len().min(padded.len() - self.pad[1]);
+        padded[self.pad[1]..][..copied].copy_from_slice(&row[..copied]);
+        for (j, values) in padded.chunks_exact(stride).enumerate() {
+            for (p, &v) in values.iter().enumerate() {
+                phases[p * phase_len + j] = v;
+            }
+        }
+        for kx in 0..self.kernel[1] {
+            let taps = &phases[(kx % stride) * phase_len + kx / stride..][..out.len()];
+            if kx == 0 {
+                out.copy_from_slice(taps);
+            } else {
+                fold_max(out, taps);
+            }
+        }
+    }
+
+    /// One channel plane.
+    fn plane(&self, input: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
+        let [_, w] = self.input;
+        let ow = self.output[1];
+        for (row, maxima) in input
+            .chunks_exact(w)
+            .zip(scratch.row_maxima.chunks_exact_mut(ow))
+        {
+            self.row_maxima(row, &mut scratch.padded, &mut scratch.phases, maxima);
+        }
+        for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+            out_row.fill(f32::MIN);
+            for ky in 0..self.kernel[0] {
+                let Some(iy) = (oy * self.stride[0] + ky)
+                    .checked_sub(self.pad[0])
+                    .filter(|&iy| iy < self.input[0])
+                else {
+                    continue;
+                };
+                fold_max(out_row, &scratch.row_maxima[iy * ow..][..ow]);
+            }
+        }
+    }
+}
+
+/// Buffers reused across the planes of one run.
+struct Scratch {
+    padded: Vec<f32>,
+    phases: Vec<f32>,
+    /// One row of horizontal maxima per input row.
+    row_maxima: Vec<f32>,
+}
+
+/// `acc = max(acc, v)` elementwise, with tract's comparison (a NaN tap is skipped).
+fn fold_max(acc: &mut [f32], values: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(values) {
+        *a = if *a < v { v } else { *a };
+    }
+}
+
+impl Op for MaxPool2d {
+    fn name(&self) -> StaticName {
+        "facecast.MaxPool2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "kernel {:?} stride {:?} pad {:?}",
+            self.kernel, self.stride, self.pad
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2d {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        let phase_len = self.phase_len();
+        let mut scratch = Scratch {
+            padded: vec![0.0; phase_len * self.stride[1]],
+            phases: vec![0.0; phase_len * self.stride[1]],
+            row_maxima: vec![0.0; self.input[0] * self.output[1]],
+        };
+        {
+            let mut view = output.try_as_plain_ram_mut()?;
+            let planes = input.chunks_exact(self.input[0] * self.input[1]).zip(
+                view.as_slice_mut::<f32>()?
+                    .chunks_exact_mut(self.output[0] * self.output[1]),
+            );
+            for (input, out) in planes {
+                self.plane(input, &mut scratch, out);
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2d {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+
+    /// A graph of one `MaxPool` on a [1, channels, h, w] input, padded `pad` = [before, after]
+    /// on both axes.
+    fn pool_graph(
+        channels: usize,
+        hw: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        pad: [usize; 2],
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
+            .unwrap();
+        let pool = MaxPool {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(kernel, kernel),
+                padding: PaddingSpec::Explicit(tvec!(pad[0], pad[0]), tvec!(pad[1], pad[1])),
+                dilations: None,
+                strides: Some(tvec!(stride, stride)),
+                input_channels: channels,
+                output_channels: channels,
+            },
+            with_index_outputs: None,
+        };
+        let y = model.wire_node("pool", pool, &[x]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn equals_tract_on_kernels_strides_and_paddings() {
+        for (channels, hw, kernel, stride, pad) in [
+            (3, [96, 96], 2, 2, [0, 0]),
+            (2, [7, 9], 2, 2, [0, 0]),
+            (4, [56, 56], 3, 2, [0, 1]),
+            (2, [14, 13], 3, 2, [1, 1]),
+            (3, [8, 8], 3, 1, [1, 1]),
+            (2, [10, 11], 3, 3, [0, 2]),
+            (1, [4, 4], 2, 1, [0, 0]),
+        ] {
+            let theirs = pool_graph(channels, hw, kernel, stride, pad);
+            let mut ours = pool_graph(channels, hw, kernel, stride, pad);
+            assert_eq!(crate::install(&mut ours).unwrap(), 1);
+            let values: Vec<f32> = (0..channels * hw[0] * hw[1])
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
+            assert_eq!(
+                crate::tests::run(ours, &input),
+                crate::tests::run(theirs, &input),
+                "{channels}x{hw:?} k{kernel} s{stride} p{pad:?}"
+            );
+        }
+    }
+}

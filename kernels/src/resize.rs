@@ -1,0 +1,284 @@
+//! Resizing of f32 planes (the last two axes), a row at a time, with tract's own tables.
+//!
+//! tract's `Resize` resamples one axis after the other: rows (vectorised, a row at a time) and
+//! then columns, one output value at a time through a fresh copy of the tensor and tables
+//! rebuilt on every run. This kernel builds tract's tables once (`Resize::plan_axis`) and sums
+//! the same taps in the same order, so the values are tract's, bit for bit.
+
+use tract_core::internal::*;
+use tract_core::ops::nn::resize::{AxisPlan, Resize};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resize2d {
+    output_shape: TVec<usize>,
+    /// Input height and width.
+    input: [usize; 2],
+    /// Output height and width.
+    output: [usize; 2],
+    rows: Taps,
+    columns: Taps,
+}
+
+/// For each output position along one axis, `window` input positions and their weights.
+#[derive(Debug, Clone)]
+struct Taps {
+    window: usize,
+    indices: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl Taps {
+    /// tract's plan for one axis, or `None` when it reads outside the input (an extrapolation
+    /// value this kernel does not write).
+    fn of(plan: AxisPlan) -> Option<Taps> {
+        (!plan.extrapolated.contains(&true)).then_some(Taps {
+            window: plan.window,
+            indices: plan.indices,
+            weights: plan.weights,
+        })
+    }
+
+    /// The taps of output position `x`, zero weights left out as tract leaves them out.
+    fn at(&self, x: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+        let range = x * self.window..(x + 1) * self.window;
+        self.indices[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.weights[range].iter().copied())
+            .filter(|&(_, w)| w != 0.0)
+    }
+}
+
+impl PartialEq for Taps {
+    fn eq(&self, other: &Taps) -> bool {
+        self.window == other.window
+            && self.indices == other.indices
+            && self.weights.len() == other.weights.len()
+            && self
+                .weights
+                .iter()
+                .zip(&other.weights)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl Eq for Taps {}
+
+impl Resize2d {
+    /// The replacement for node `id` if it is a `Resize` of the last two axes of an f32 tensor
+    /// of rank 3 or 4 with fixed shapes.
+    pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<Resize2d>> {
+        let node = &model.nodes[id];
+        let Some(resize) = node.op_as::<Resize>() else {
+            return Ok(None);
+        };
+        let Some((h, input)) = crate::plane_axes(model.outlet_fact(node.inputs[0])?) else {
+            return Ok(None);
+        };
+        let input_shape = model
+            .outlet_fact(node.inputs[0])?
+            .shape
+            .as_concrete()
+            .unwrap();
+        let Some(output_shape) = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete()
+        else {
+            return Ok(None);
+        };
+        if output_shape[..h] != input_shape[..h] {
+            return Ok(None);
+        }
+        let output = [output_shape[h], output_shape[h + 1]];
+        // The scales tract's eval uses: the scales input when it gives every axis, else the
+        // ratio of the sizes.
+        let given = match resize.optional_scales_input.map(|ix| node.inputs.get(ix)) {
+            Some(Some(&scales)) => match &model.outlet_fact(scales)?.konst {
+                Some(k) if k.len() == input_shape.len() => Some(
+                    k.cast_to::<f32>()?
+                        .try_as_plain_ram()?
+                        .as_slice::<f32>()?
+                        .to_vec(),
+                ),
+                Some(_) => None,
+                None => return Ok(None),
+            },
+            _ => None,
+        };
+        let scale = |axis: usize| match &given {
+            Some(scales) => scales[axis],
+            None => output_shape[axis] as f32 / input_shape[axis] as f32,
+        };
+        let (Some(rows), Some(columns)) = (
+            Taps::of(resize.plan_axis(scale(h), input[0], output[0])),
+            Taps::of(resize.plan_axis(scale(h + 1), input[1], output[1])),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Resize2d {
+            output_shape: output_shape.into(),
+            input,
+            output,
+            rows,
+            columns,
+        }))
+    }
+
+    /// One channel plane; `resized_rows` holds the plane resized along its rows only.
+    fn plane(&self, input: &[f32], resized_rows: &mut [f32], out: &mut [f32]) {
+        let w = self.input[1];
+        for (y, row) in resized_rows.chunks_exact_mut(w).enumerate() {
+            row.fill(0.0);
+            for (iy, weight) in self.rows.at(y) {
+                for (r, &v) in row.iter_mut().zip(&input[iy * w..][..w]) {
+                    *r += weight * v;
+                }
+            }
+        }
+        for (row, out_row) in resized_rows
+            .chunks_exact(w)
+            .zip(out.chunks_exact_mut(self.output[1]))
+        {
+            for (x, o) in out_row.iter_mut().enumerate() {
+                let mut sum = 0.0;
+                for (ix, weight) in self.columns.at(x) {
+                    sum += weight * row[ix];
+                }
+                *o = sum;
+            }
+        }
+    }
+}
+
+impl Op for Resize2d {
+    fn name(&self) -> StaticName {
+        "facecast.Resize2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} -> {:?}", self.input, self.output)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Resize2d {
+    op_out_of_plan!();
+
+    /// `inputs` also holds the constant scales or sizes, read when the op was made.
+    fn eval(&self, _: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs.swap_remove(0);
+        let input = input.try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        let mut resized_rows = vec![0.0; self.output[0] * self.input[1]];
+        {
+            let mut view = output.try_as_plain_ram_mut()?;
+            let planes = input.chunks_exact(self.input[0] * self.input[1]).zip(
+                view.as_slice_mut::<f32>()?
+                    .chunks_exact_mut(self.output[0] * self.output[1]),
+            );
+            for (input, out) in planes {
+                self.plane(input, &mut resized_rows, out);
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Resize2d {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::nn::resize::{CoordTransformer, Interpolator, Nearest};
+
+    /// A graph of one `Resize` of a [1, channels, h, w] input to [1, channels, out].
+    fn resize_graph(
+        channels: usize,
+        hw: [usize; 2],
+        out: [usize; 2],
+        coord_transformer: CoordTransformer,
+        interpolator: Interpolator,
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
+            .unwrap();
+        let scales = tensor1(&[
+            1.0f32,
+            1.0,
+            out[0] as f32 / hw[0] as f32,
+            out[1] as f32 / hw[1] as f32,
+        ]);
+        let scales = model.add_const("scales", scales).unwrap();
+        let resize = Resize {
+            coord_transformer,
+            interpolator,
+            nearest: Nearest::Floor,
+            optional_scales_input: Some(1),
+            optional_sizes_input: None,
+        };
+        let y = model.wire_node("resize", resize, &[x, scales]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn equals_tract_bit_for_bit() {
+        for (channels, hw, out, coord, interpolator) in [
+            (
+                3,
+                [6, 6],
+                [12, 12],
+                CoordTransformer::HalfPixel,
+                Interpolator::Linear,
+            ),
+            (
+                2,
+                [24, 24],
+                [48, 48],
+                CoordTransformer::HalfPixel,
+                Interpolator::Linear,
+            ),
+            (
+                2,
+                [5, 7],
+                [15, 14],
+                CoordTransformer::AlignCorners,
+                Interpolator::Linear,
+            ),
+            (
+                2,
+                [8, 6],
+                [4, 9],
+                CoordTransformer::Asymmetric,
+                Interpolator::Linear,
+            ),
+            (
+                1,
+                [6, 5],
+                [12, 10],
+                CoordTransformer::HalfPixel,
+                Interpolator::Cubic,
+            ),
+        ] {
+            let graph = || resize_graph(channels, hw, out, coord.clone(), interpolator.clone());
+            let mut ours = graph();
+            assert_eq!(crate::install(&mut ours).unwrap(), 1);
+            let values: Vec<f32> = (0..channels * hw[0] * hw[1])
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
+            assert_eq!(
+                crate::tests::run(ours, &input),
+                crate::tests::run(graph(), &input),
+                "{channels}x{hw:?} -> {out:?} {coord:?} {interpolator:?}"
+            );
+        }
+    }
+}
