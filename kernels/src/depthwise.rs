@@ -123,45 +123,67 @@ impl Depthwise3x3 {
                 let copied = w.min(row.len() - self.pad[1]);
                 row[self.pad[1]..][..copied].copy_from_slice(&input[iy * w..][..copied]);
             }
-            if stride == 1 {
-                phased.copy_from_slice(row);
-                continue;
-            }
-            for (j, values) in row.chunks_exact(stride).enumerate() {
-                for (p, &v) in values.iter().enumerate() {
-                    phased[p * phase_len + j] = v;
+            match stride {
+                1 => phased.copy_from_slice(row),
+                // The common stride, written so that it vectorises.
+                2 => {
+                    let (even, odd) = phased.split_at_mut(phase_len);
+                    for ((e, o), pair) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
+                        *e = pair[0];
+                        *o = pair[1];
+                    }
                 }
+                _ => split_phases(row, stride, phase_len, phased),
             }
         }
     }
 
+    /// Where tap `t` (row `t / 3`, column `t % 3`) of output column 0 sits in the scratch
+    /// plane, counted from the output row's first padded row: column `kx` of every window
+    /// is in phase `kx % stride`, from `kx / stride` on.
+    fn tap_offsets(&self) -> [usize; TAPS] {
+        let (width, phase_len, sx) = (self.padded_width(), self.phase_len(), self.stride[1]);
+        std::array::from_fn(|t| (t / 3) * width + (t % 3 % sx) * phase_len + t % 3 / sx)
+    }
+
     /// One channel plane from its phased scratch copy.
-    fn plane(&self, scratch: &[f32], kernel: &[f32], bias: f32, out: &mut [f32]) {
-        let ow = self.output[1];
-        let width = self.padded_width();
-        let phase_len = self.phase_len();
-        let sx = self.stride[1];
-        // Column tap kx of every output column: phase kx % sx, from kx / sx on.
-        let column = |kx: usize| (kx % sx) * phase_len + kx / sx;
+    fn plane(
+        &self,
+        scratch: &[f32],
+        kernel: &[f32],
+        bias: f32,
+        offsets: &[usize; TAPS],
+        out: &mut [f32],
+    ) {
+        let row_step = self.stride[0] * self.padded_width();
         let k: [f32; TAPS] = kernel.try_into().expect("a 3x3 kernel");
-        for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
-            let row = |ky: usize| &scratch[(oy * self.stride[0] + ky) * width..][..width];
-            let tap = |ky: usize, kx: usize| &row(ky)[column(kx)..][..ow];
-            let (t0, t1, t2) = (tap(0, 0), tap(0, 1), tap(0, 2));
-            let (t3, t4, t5) = (tap(1, 0), tap(1, 1), tap(1, 2));
-            let (t6, t7, t8) = (tap(2, 0), tap(2, 1), tap(2, 2));
-            for (x, o) in out_row.iter_mut().enumerate() {
-                *o = bias
-                    + k[0] * t0[x]
-                    + k[1] * t1[x]
-                    + k[2] * t2[x]
-                    + k[3] * t3[x]
-                    + k[4] * t4[x]
-                    + k[5] * t5[x]
-                    + k[6] * t6[x]
-                    + k[7] * t7[x]
-                    + k[8] * t8[x];
+        for (oy, out_row) in out.chunks_exact_mut(self.output[1]).enumerate() {
+            let rows = &scratch[oy * row_step..];
+            // Every tap sliced to the row's length: the loop below has no bounds checks and
+            // vectorises.
+            let n = out_row.len();
+            let t: [&[f32]; TAPS] = std::array::from_fn(|i| &rows[offsets[i]..][..n]);
+            for x in 0..n {
+                out_row[x] = bias
+                    + k[0] * t[0][x]
+                    + k[1] * t[1][x]
+                    + k[2] * t[2][x]
+                    + k[3] * t[3][x]
+                    + k[4] * t[4][x]
+                    + k[5] * t[5][x]
+                    + k[6] * t[6][x]
+                    + k[7] * t[7][x]
+                    + k[8] * t[8][x];
             }
+        }
+    }
+}
+
+/// `row` split into its `stride` phases of `phase_len` values each, one after the other.
+fn split_phases(row: &[f32], stride: usize, phase_len: usize, phased: &mut [f32]) {
+    for (j, values) in row.chunks_exact(stride).enumerate() {
+        for (p, &v) in values.iter().enumerate() {
+            phased[p * phase_len + j] = v;
         }
     }
 }
@@ -193,6 +215,7 @@ impl EvalOp for Depthwise3x3 {
         let bias = bias.try_as_plain_ram()?;
         let bias = bias.as_slice::<f32>()?;
         let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        let offsets = self.tap_offsets();
         let mut row = vec![0.0; self.padded_width()];
         let mut scratch = vec![0.0; self.padded_height() * row.len()];
         {
@@ -208,7 +231,7 @@ impl EvalOp for Depthwise3x3 {
                 let c = p % self.channels;
                 let bias = if bias.len() == 1 { bias[0] } else { bias[c] };
                 self.fill_scratch(input, &mut scratch, &mut row);
-                self.plane(&scratch, &kernel[c * TAPS..][..TAPS], bias, out);
+                self.plane(&scratch, &kernel[c * TAPS..][..TAPS], bias, &offsets, out);
             }
         }
         Ok(tvec!(output.into_tvalue()))

@@ -69,25 +69,44 @@ impl MaxPool2d {
         self.output[1] + (self.kernel[1] - 1) / self.stride[1]
     }
 
+    /// Where column tap `kx` of output column 0 sits in a phased row: phase `kx % stride`,
+    /// from `kx / stride` on.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let (stride, phase_len) = (self.stride[1], self.phase_len());
+        (0..self.kernel[1])
+            .map(|kx| (kx % stride) * phase_len + kx / stride)
+            .collect()
+    }
+
     /// The horizontal maxima of one input `row` into `out` (one value per output column).
-    fn row_maxima(&self, row: &[f32], padded: &mut [f32], phases: &mut [f32], out: &mut [f32]) {
-        let stride = self.stride[1];
-        let phase_len = self.phase_len();
+    fn row_maxima(&self, row: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
+        let padded = &mut scratch.padded;
         padded.fill(f32::MIN);
         let copied = row.len().min(padded.len() - self.pad[1]);
         padded[self.pad[1]..][..copied].copy_from_slice(&row[..copied]);
-        for (j, values) in padded.chunks_exact(stride).enumerate() {
-            for (p, &v) in values.iter().enumerate() {
-                phases[p * phase_len + j] = v;
+        let phase_len = self.phase_len();
+        let phases = &mut scratch.phases;
+        match self.stride[1] {
+            1 => phases.copy_from_slice(padded),
+            // The common stride, written so that it vectorises.
+            2 => {
+                let (even, odd) = phases.split_at_mut(phase_len);
+                for ((e, o), pair) in even.iter_mut().zip(odd).zip(padded.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            }
+            stride => {
+                for (j, values) in padded.chunks_exact(stride).enumerate() {
+                    for (p, &v) in values.iter().enumerate() {
+                        phases[p * phase_len + j] = v;
+                    }
+                }
             }
         }
-        for kx in 0..self.kernel[1] {
-            let taps = &phases[(kx % stride) * phase_len + kx / stride..][..out.len()];
-            if kx == 0 {
-                out.copy_from_slice(taps);
-            } else {
-                fold_max(out, taps);
-            }
+        out.copy_from_slice(&phases[scratch.taps[0]..][..out.len()]);
+        for &tap in &scratch.taps[1..] {
+            fold_max(out, &phases[tap..][..out.len()]);
         }
     }
 
@@ -95,12 +114,16 @@ impl MaxPool2d {
     fn plane(&self, input: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
         let [_, w] = self.input;
         let ow = self.output[1];
-        for (row, maxima) in input
-            .chunks_exact(w)
-            .zip(scratch.row_maxima.chunks_exact_mut(ow))
-        {
-            self.row_maxima(row, &mut scratch.padded, &mut scratch.phases, maxima);
+        let [h, _] = self.input;
+        let unpadded_halves = self.pad == [0, 0] && self.output == [h / 2, w / 2];
+        if self.kernel == [2, 2] && self.stride == [2, 2] && unpadded_halves {
+            return pool_2x2_stride_2(input, w, out, ow);
         }
+        let mut maxima = std::mem::take(&mut scratch.row_maxima);
+        for (row, maxima) in input.chunks_exact(w).zip(maxima.chunks_exact_mut(ow)) {
+            self.row_maxima(row, scratch, maxima);
+        }
+        scratch.row_maxima = maxima;
         for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
             out_row.fill(f32::MIN);
             for ky in 0..self.kernel[0] {
@@ -116,10 +139,31 @@ impl MaxPool2d {
     }
 }
 
-/// Buffers reused across the planes of one run.
+/// The most common pool (every 2x2 pool of these networks): each output value is the
+/// maximum of two pairs of neighbours in two rows, with tract's start value and comparison.
+fn pool_2x2_stride_2(input: &[f32], w: usize, out: &mut [f32], ow: usize) {
+    for (rows, out_row) in input.chunks_exact(2 * w).zip(out.chunks_exact_mut(ow)) {
+        let (upper, lower) = rows.split_at(w);
+        for ((o, a), b) in out_row
+            .iter_mut()
+            .zip(upper.chunks_exact(2))
+            .zip(lower.chunks_exact(2))
+        {
+            let mut m = f32::MIN;
+            for v in [a[0], a[1], b[0], b[1]] {
+                m = if m < v { v } else { m };
+            }
+            *o = m;
+        }
+    }
+}
+
+/// Buffers and offsets reused across the planes of one run.
 struct Scratch {
     padded: Vec<f32>,
     phases: Vec<f32>,
+    /// [`MaxPool2d::tap_offsets`].
+    taps: Vec<usize>,
     /// One row of horizontal maxima per input row.
     row_maxima: Vec<f32>,
 }
@@ -158,6 +202,7 @@ impl EvalOp for MaxPool2d {
         let mut scratch = Scratch {
             padded: vec![0.0; phase_len * self.stride[1]],
             phases: vec![0.0; phase_len * self.stride[1]],
+            taps: self.tap_offsets(),
             row_maxima: vec![0.0; self.input[0] * self.output[1]],
         };
         {
@@ -222,6 +267,7 @@ mod tests {
         for (channels, hw, kernel, stride, pad) in [
             (3, [96, 96], 2, 2, [0, 0]),
             (2, [7, 9], 2, 2, [0, 0]),
+            (2, [7, 9], 2, 2, [0, 1]),
             (4, [56, 56], 3, 2, [0, 1]),
             (2, [14, 13], 3, 2, [1, 1]),
             (3, [8, 8], 3, 1, [1, 1]),
