@@ -73,11 +73,12 @@ def main() -> int:
     for i in ids:
         t, o = get(tract, "models", i) or {}, get(ort, "models", i) or {}
         rows.append([i, o.get("precision", DASH), t.get("p50"), t.get("p99"), o.get("p50"),
-                     o.get("p99"), ratio(t.get("p50"), o.get("p50")), ratio(t.get("p99"), o.get("p99"))])
+                     o.get("p99"), ratio(t.get("p50"), o.get("p50")), ratio(t.get("p99"), o.get("p99")),
+                     t.get("load_ms")])
     out.append(f"\n### Per model, one thread: tract (facecast {fmt(tract.get('version'))}) vs "
                f"onnxruntime {fmt(ort.get('version'))} (ms per run)\n")
     out.append(table(["model", "precision", "tract p50", "tract p99", "ort p50", "ort p99",
-                      "tract/ort p50", "tract/ort p99"], rows))
+                      "tract/ort p50", "tract/ort p99", "tract load ms"], rows))
 
     # 1b. where tract spends each model's time (facecast bench's per-operator profile)
     profiled = [(i, get(tract, "models", i, "ops")) for i in ids]

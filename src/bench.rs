@@ -137,7 +137,7 @@ impl Sink for BenchSink {
     }
 }
 
-/// Each manifest model alone: loaded once, fed a real crop from its parity fixtures (a
+/// Each manifest model alone: loaded once (timed), fed a real crop from its parity fixtures (a
 /// quantised copy takes its original's), warmed up, then timed `runs` times.
 fn time_models(
     manifest: &Manifest,
@@ -148,7 +148,10 @@ fn time_models(
     for entry in &manifest.models {
         let fixture_id = entry.variant_of.as_deref().unwrap_or(&entry.id);
         let crop = first_crop(&fixtures.join(fixture_id))?;
+        let loading = Instant::now();
         let mut model = Model::load(manifest, &entry.id, false)?;
+        // Parsing and optimising the graph: what start-up spends on this model.
+        let load_ms = round3(ms(loading.elapsed()));
         // The fixture crops are cut at the model's input size.
         let (spec, tensor) = model.input();
         sample_into(&crop, &Affine::IDENTITY, spec, Border::Black, tensor);
@@ -184,6 +187,7 @@ fn time_models(
                 "p50": round3(perf::quantile_ms(&durations, 0.5)),
                 "p99": round3(perf::quantile_ms(&durations, 0.99)),
                 "runs": runs,
+                "load_ms": load_ms,
                 "ops": ops,
             }),
         );

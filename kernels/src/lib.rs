@@ -1,17 +1,21 @@
-//! facecast's own kernels for three tract operators whose 0.23 implementations are scalar per
-//! output point on these networks' shapes: depthwise convolution, max pooling and resizing.
+//! facecast's own tract operators, where tract 0.23 spends its time on these networks in
+//! scalar code: max pooling and resizing, which tract computes one output value at a time, and
+//! PRelu, which tract-onnx expands to several passes over the tensor.
 //!
 //! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
-//! per output value (14% of FaceMesh, 20% of face-api's age/gender network) and bilinear
-//! Resize at 21 ns per output value (13% of the full-range BlazeFace detector): tract walks a
-//! pool window by window with bounds checks, and resizes the last axis one element at a time
-//! through a table. Each kernel here computes the same values (the same comparisons, the same
-//! weights summed in the same order) a whole row at a time, in loops the compiler vectorises.
+//! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
+//! at 21 ns per output value (13% of the full-range BlazeFace detector) and PRelu, as two
+//! element-wise chains, at 20-26% of FaceMesh and Iris. The pool and resize kernels here
+//! compute tract's values (the same comparisons, the same weights summed in the same order) a
+//! whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one select per
+//! value.
 //!
-//! [`install`] swaps them in for the nodes they cover after tract has decluttered the graph and
-//! before it optimises it; every other node keeps tract's kernels.
+//! [`install`] swaps the pool and resize kernels in for the nodes they cover after tract has
+//! decluttered the graph and before it optimises it; facecast's ONNX front end wires
+//! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
+//! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
+//! stays quick to build.
 
-mod depthwise;
 mod max_pool;
 mod prelu;
 mod resize;
@@ -34,9 +38,6 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
 
 /// facecast's kernel for node `id`, if it has one.
 fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn TypedOp>>> {
-    if let Some(op) = depthwise::Depthwise3x3::for_node(model, id)? {
-        return Ok(Some(Box::new(op)));
-    }
     if let Some(op) = max_pool::MaxPool2d::for_node(model, id)? {
         return Ok(Some(Box::new(op)));
     }
