@@ -222,19 +222,23 @@ impl TrackAnalysis for TrackWork {
 impl Analyser {
     pub fn load(config: &Config) -> Result<Analyser, PipelineError> {
         let manifest = Manifest::load(&config.models.dir)?;
-        // The per-track models load on a second thread while the per-frame ones load here:
-        // start-up takes the longer of the two, not their sum (most of it is tract optimising
-        // each graph, which is single-threaded).
-        let (per_frame, work) = std::thread::scope(|scope| {
+        // Three loads at once, each on its own thread: start-up takes about the longest of them
+        // rather than their sum (most of it is tract optimising each graph, single-threaded).
+        // They are about even: the detector, the landmark models (FaceMesh and Iris), the
+        // per-track models (`facecast bench` prints each model's load time).
+        let (detector, faces, work) = std::thread::scope(|scope| {
             let work = scope.spawn(|| TrackWork::load(&manifest, config));
-            let per_frame = Self::load_per_frame(&manifest, config);
+            let faces = scope.spawn(|| Self::load_faces(&manifest, config));
+            let detector = detector_from(&manifest, config);
+            let faces = faces
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             let work = work
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (per_frame, work)
+            (detector, faces, work)
         });
-        let (detector, faces) = per_frame?;
-        let work = work?;
+        let (detector, faces, work) = (detector?, faces?, work?);
         Ok(Analyser {
             detector,
             faces,
@@ -243,22 +247,20 @@ impl Analyser {
         })
     }
 
-    /// The detector and, when analysis is on, the landmark models.
-    fn load_per_frame(
+    /// The landmark models, when analysis is on.
+    fn load_faces(
         manifest: &Manifest,
         config: &Config,
-    ) -> Result<(Detector, Option<FaceAnalyser>), PipelineError> {
-        let faces = if config.analysis.enabled {
-            Some(FaceAnalyser::new(
-                manifest,
-                &config.analysis,
-                config.pipeline.analysis_threads(),
-                config.models.verify_sha256,
-            )?)
-        } else {
-            None
-        };
-        Ok((detector_from(manifest, config)?, faces))
+    ) -> Result<Option<FaceAnalyser>, PipelineError> {
+        if !config.analysis.enabled {
+            return Ok(None);
+        }
+        Ok(Some(FaceAnalyser::new(
+            manifest,
+            &config.analysis,
+            config.pipeline.analysis_threads(),
+            config.models.verify_sha256,
+        )?))
     }
 
     pub fn detector_id(&self) -> &str {
