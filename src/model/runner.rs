@@ -54,8 +54,13 @@ impl Model {
             .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
-            .and_then(|mut m| facecast_kernels::install(&mut m).map(|_| m))
-            .and_then(|m| m.into_optimized())
+            .and_then(|mut m| {
+                // Our kernels replace nodes in place: the graph stays decluttered, and tract's
+                // optimisation (codegen) follows.
+                facecast_kernels::install(&mut m)?;
+                m.optimize()?;
+                Ok(m)
+            })
             .and_then(|m| m.into_runnable())
             .map_err(&fail)?;
         check_outputs(&entry, &plan)?;
