@@ -44,15 +44,49 @@ fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn Typed
     Ok(resize::Resize2d::for_node(model, id)?.map(|op| Box::new(op) as Box<dyn TypedOp>))
 }
 
-/// The height and width axes of a concrete f32 NCHW (or CHW: tract drops a batch of one)
-/// shape, or `None`.
-fn plane_axes(fact: &TypedFact) -> Option<(usize, [usize; 2])> {
-    let shape = fact.shape.as_concrete()?;
-    if fact.datum_type != f32::datum_type() || !(3..=4).contains(&shape.len()) {
-        return None;
+/// The shapes of node `id`'s first input and its output when both are fixed and the input is
+/// f32 of rank 3 or 4: channel planes (NCHW, or CHW: tract drops a batch of one).
+fn fixed_shapes(model: &TypedModel, id: usize) -> TractResult<Option<(TVec<usize>, TVec<usize>)>> {
+    let input = model.outlet_fact(model.nodes[id].inputs[0])?;
+    let output = model.outlet_fact(OutletId::new(id, 0))?;
+    let (Some(input_shape), Some(output_shape)) =
+        (input.shape.as_concrete(), output.shape.as_concrete())
+    else {
+        return Ok(None);
+    };
+    if input.datum_type != f32::datum_type() || !(3..=4).contains(&input_shape.len()) {
+        return Ok(None);
     }
-    let h = shape.len() - 2;
-    Some((h, [shape[h], shape[h + 1]]))
+    Ok(Some((input_shape.into(), output_shape.into())))
+}
+
+/// The height and width of a plane: the last two axes of `shape`.
+fn plane(shape: &[usize]) -> [usize; 2] {
+    [shape[shape.len() - 2], shape[shape.len() - 1]]
+}
+
+/// A new tensor of `output_shape` filled plane by plane: `each` gets one plane of `input`
+/// (planes of `input_plane`, height by width) and the output plane at the same place.
+fn map_planes(
+    input: &TValue,
+    input_plane: [usize; 2],
+    output_shape: &[usize],
+    mut each: impl FnMut(&[f32], &mut [f32]),
+) -> TractResult<TValue> {
+    let input = input.try_as_plain_ram()?;
+    let input = input.as_slice::<f32>()?;
+    let [oh, ow] = plane(output_shape);
+    let mut output = Tensor::zero::<f32>(output_shape)?;
+    {
+        let mut view = output.try_as_plain_ram_mut()?;
+        let planes = input
+            .chunks_exact(input_plane[0] * input_plane[1])
+            .zip(view.as_slice_mut::<f32>()?.chunks_exact_mut(oh * ow));
+        for (input, out) in planes {
+            each(input, out);
+        }
+    }
+    Ok(output.into_tvalue())
 }
 
 #[cfg(test)]

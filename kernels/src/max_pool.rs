@@ -40,22 +40,19 @@ impl MaxPool2d {
         {
             return Ok(None);
         }
-        let Some((_, input)) = crate::plane_axes(model.outlet_fact(node.inputs[0])?) else {
+        let Some((input_shape, output_shape)) = crate::fixed_shapes(model, id)? else {
             return Ok(None);
         };
-        let Some(output_shape) = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete()
-        else {
-            return Ok(None);
-        };
+        let input = crate::plane(&input_shape);
         let padding = spec.computed_padding(&input);
         let strides = spec.strides();
         let output = [padding[0].convoluted, padding[1].convoluted];
         // tract's idea of the output must be ours, or the graph around it would be wrong.
-        if output_shape[output_shape.len() - 2..] != output {
+        if crate::plane(&output_shape) != output {
             return Ok(None);
         }
         Ok(Some(MaxPool2d {
-            output_shape: output_shape.into(),
+            output_shape,
             input,
             output,
             kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
@@ -195,9 +192,6 @@ impl EvalOp for MaxPool2d {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let input = input.try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
         let phase_len = self.phase_len();
         let mut scratch = Scratch {
             padded: vec![0.0; phase_len * self.stride[1]],
@@ -205,17 +199,10 @@ impl EvalOp for MaxPool2d {
             taps: self.tap_offsets(),
             row_maxima: vec![0.0; self.input[0] * self.output[1]],
         };
-        {
-            let mut view = output.try_as_plain_ram_mut()?;
-            let planes = input.chunks_exact(self.input[0] * self.input[1]).zip(
-                view.as_slice_mut::<f32>()?
-                    .chunks_exact_mut(self.output[0] * self.output[1]),
-            );
-            for (input, out) in planes {
-                self.plane(input, &mut scratch, out);
-            }
-        }
-        Ok(tvec!(output.into_tvalue()))
+        let output = crate::map_planes(&input, self.input, &self.output_shape, |input, out| {
+            self.plane(input, &mut scratch, out)
+        })?;
+        Ok(tvec!(output))
     }
 }
 

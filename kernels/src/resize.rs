@@ -72,22 +72,14 @@ impl Resize2d {
         let Some(resize) = node.op_as::<Resize>() else {
             return Ok(None);
         };
-        let Some((h, input)) = crate::plane_axes(model.outlet_fact(node.inputs[0])?) else {
+        let Some((input_shape, output_shape)) = crate::fixed_shapes(model, id)? else {
             return Ok(None);
         };
-        let input_shape = model
-            .outlet_fact(node.inputs[0])?
-            .shape
-            .as_concrete()
-            .unwrap();
-        let Some(output_shape) = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete()
-        else {
-            return Ok(None);
-        };
+        let h = input_shape.len() - 2;
         if output_shape[..h] != input_shape[..h] {
             return Ok(None);
         }
-        let output = [output_shape[h], output_shape[h + 1]];
+        let (input, output) = (crate::plane(&input_shape), crate::plane(&output_shape));
         // The scales tract's eval uses: the scales input when it gives every axis, else the
         // ratio of the sizes.
         let given = match resize.optional_scales_input.map(|ix| node.inputs.get(ix)) {
@@ -114,7 +106,7 @@ impl Resize2d {
             return Ok(None);
         };
         Ok(Some(Resize2d {
-            output_shape: output_shape.into(),
+            output_shape,
             input,
             output,
             rows,
@@ -166,21 +158,11 @@ impl EvalOp for Resize2d {
     /// `inputs` also holds the constant scales or sizes, read when the op was made.
     fn eval(&self, _: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = inputs.swap_remove(0);
-        let input = input.try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
         let mut resized_rows = vec![0.0; self.output[0] * self.input[1]];
-        {
-            let mut view = output.try_as_plain_ram_mut()?;
-            let planes = input.chunks_exact(self.input[0] * self.input[1]).zip(
-                view.as_slice_mut::<f32>()?
-                    .chunks_exact_mut(self.output[0] * self.output[1]),
-            );
-            for (input, out) in planes {
-                self.plane(input, &mut resized_rows, out);
-            }
-        }
-        Ok(tvec!(output.into_tvalue()))
+        let output = crate::map_planes(&input, self.input, &self.output_shape, |input, out| {
+            self.plane(input, &mut resized_rows, out)
+        })?;
+        Ok(tvec!(output))
     }
 }
 
