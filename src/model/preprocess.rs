@@ -72,26 +72,6 @@ fn bilinear(frame: &Frame, x: f32, y: f32, border: Border) -> [f32; 3] {
     let (fx, fy) = (xq * SUBPIXEL_STEP - x0, yq * SUBPIXEL_STEP - y0);
     let (x0, y0) = (x0 as i64, y0 as i64);
     let mut acc = [0.0f32; 3];
-    if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
-        // The common case, all four neighbours inside the frame, read straight from its two
-        // rows. A tap of zero weight, which the general path below skips, adds +0 here: the
-        // same sum.
-        let stride = w as usize * 3;
-        let at = y0 as usize * stride + x0 as usize * 3;
-        let rows = [
-            &frame.rgb[at..at + 6],
-            &frame.rgb[at + stride..at + stride + 6],
-        ];
-        for (row, wy) in rows.into_iter().zip([1.0 - fy, fy]) {
-            for (pixel, wx) in row.chunks_exact(3).zip([1.0 - fx, fx]) {
-                let weight = wx * wy;
-                for c in 0..3 {
-                    acc[c] += weight * pixel[c] as f32;
-                }
-            }
-        }
-        return acc.map(f32::round);
-    }
     for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
         for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
             let weight = wx * wy;
