@@ -19,6 +19,10 @@ pub enum Border {
 /// BT.601 luma weights, for models that take grey input.
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
+/// Tensor pixels whose sampling positions are computed before any is sampled: a batch of
+/// independent multiply-adds and roundings that the compiler can vectorise.
+const POSITION_BATCH: usize = 64;
+
 /// Fills `out` (the input tensor's data, in the spec's layout) from `frame`.
 /// `map` takes tensor coordinates (0..width, 0..height) to frame coordinates. Tensor pixel
 /// (u, v) takes the bilinear frame value at `map(u, v)`, pixel indices used as coordinates, as
@@ -29,69 +33,134 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
     let _span = crate::perf::span("preprocess");
     let (tw, th, channels) = (spec.width(), spec.height(), spec.channels());
     debug_assert_eq!(out.len(), tw * th * channels);
-    // At most three channels; an array keeps the per-frame path free of heap allocation.
-    let mut scale = [1.0f32; 3];
-    for (scale, std) in scale.iter_mut().zip(&spec.std) {
-        *scale = 1.0 / std;
-    }
-    let plane = tw * th;
+    let levels = Levels::new(spec);
+    let (pixel_stride, channel_stride) = match spec.layout {
+        Layout::Nchw => (1, tw * th),
+        Layout::Nhwc => (channels, 1),
+    };
+    let mut positions = [[0i32; 2]; POSITION_BATCH];
     for v in 0..th {
-        for u in 0..tw {
-            let (x, y) = map.apply(u as f32, v as f32);
-            let rgb = bilinear(frame, x, y, border);
-            let mut put = |c: usize, value: f32| {
-                let normalised = (value - spec.mean[c]) * scale[c];
-                let i = match spec.layout {
-                    Layout::Nchw => c * plane + v * tw + u,
-                    Layout::Nhwc => (v * tw + u) * channels + c,
-                };
-                out[i] = normalised;
-            };
-            match spec.colour {
-                Colour::Rgb => (0..3).for_each(|c| put(c, rgb[c])),
-                Colour::Bgr => (0..3).for_each(|c| put(c, rgb[2 - c])),
-                Colour::Grey => put(0, LUMA[0] * rgb[0] + LUMA[1] * rgb[1] + LUMA[2] * rgb[2]),
+        for u0 in (0..tw).step_by(POSITION_BATCH) {
+            let batch = &mut positions[..POSITION_BATCH.min(tw - u0)];
+            for (k, position) in batch.iter_mut().enumerate() {
+                let (x, y) = map.apply((u0 + k) as f32, v as f32);
+                *position = [to_subpixel_steps(x), to_subpixel_steps(y)];
+            }
+            for (k, &[x, y]) in batch.iter().enumerate() {
+                let values = levels.tensor_values(bilinear(frame, x, y, border));
+                let i = (v * tw + u0 + k) * pixel_stride;
+                for (c, value) in values[..channels].iter().enumerate() {
+                    out[i + c * channel_stride] = *value;
+                }
             }
         }
     }
 }
 
-/// Sub-pixel steps of the sampling position, as OpenCV's `INTER_TAB_SIZE`.
-const SUBPIXEL_STEPS: f32 = 32.0;
-/// One step: dividing by a power of two and multiplying by its inverse are the same value.
-const SUBPIXEL_STEP: f32 = 1.0 / SUBPIXEL_STEPS;
+/// The manifest's normalisation of each channel, as a table over the 256 pixel levels (the
+/// same arithmetic, done once per level instead of once per tensor value).
+struct Levels {
+    colour: Colour,
+    table: [[f32; 256]; 3],
+    /// Grey's mean and 1/std: luma is not a whole level, so it is normalised per pixel.
+    grey: (f32, f32),
+}
 
-/// Bilinear RGB at pixel-index coordinates; outside the frame counts as black. Like OpenCV's
-/// 8-bit warp, the position is rounded to 1/32 pixel and the result to a whole pixel value, so
-/// that the tensor matches the one MediaPipe builds from the same frame to within one level.
-fn bilinear(frame: &Frame, x: f32, y: f32, border: Border) -> [f32; 3] {
-    let (w, h) = (frame.width as i64, frame.height as i64);
-    let (xq, yq) = ((x * SUBPIXEL_STEPS).round(), (y * SUBPIXEL_STEPS).round());
-    let x0 = (xq * SUBPIXEL_STEP).floor();
-    let y0 = (yq * SUBPIXEL_STEP).floor();
-    let (fx, fy) = (xq * SUBPIXEL_STEP - x0, yq * SUBPIXEL_STEP - y0);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let mut acc = [0.0f32; 3];
-    for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
-        for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
-            let weight = wx * wy;
-            let (mut px, mut py) = (x0 + dx, y0 + dy);
-            if weight == 0.0 {
-                continue;
+impl Levels {
+    fn new(spec: &InputSpec) -> Levels {
+        let mut table = [[0.0f32; 256]; 3];
+        let mut grey = (0.0, 1.0);
+        for (c, (mean, std)) in spec.mean.iter().zip(&spec.std).enumerate().take(3) {
+            let scale = 1.0 / std;
+            for (level, value) in table[c].iter_mut().enumerate() {
+                *value = (level as f32 - mean) * scale;
             }
+            if c == 0 {
+                grey = (*mean, scale);
+            }
+        }
+        Levels {
+            colour: spec.colour,
+            table,
+            grey,
+        }
+    }
+
+    /// The tensor's channel values for one RGB pixel (only the first for grey).
+    fn tensor_values(&self, [r, g, b]: [u8; 3]) -> [f32; 3] {
+        let t = &self.table;
+        match self.colour {
+            Colour::Rgb => [t[0][r as usize], t[1][g as usize], t[2][b as usize]],
+            Colour::Bgr => [t[0][b as usize], t[1][g as usize], t[2][r as usize]],
+            Colour::Grey => {
+                let luma = LUMA[0] * r as f32 + LUMA[1] * g as f32 + LUMA[2] * b as f32;
+                [(luma - self.grey.0) * self.grey.1, 0.0, 0.0]
+            }
+        }
+    }
+}
+
+/// Sub-pixel steps of the sampling position, as OpenCV's `INTER_TAB_SIZE` (2^5).
+const SUBPIXEL_BITS: u32 = 5;
+const SUBPIXEL_STEPS: f32 = (1 << SUBPIXEL_BITS) as f32;
+/// Bilinear weights are products of two sub-pixel fractions: whole 1/1024ths.
+const WEIGHT_BITS: u32 = 2 * SUBPIXEL_BITS;
+
+/// A coordinate in whole 1/32-pixel steps, rounded half away from zero (`f32::round`, without
+/// its libm call: the truncation and one comparison each way are exact below 2^23).
+fn to_subpixel_steps(coordinate: f32) -> i32 {
+    // Far outside any frame; keeps the truncation and the +-1 from overflowing.
+    const LIMIT: f32 = 1e9;
+    let steps = (coordinate * SUBPIXEL_STEPS).clamp(-LIMIT, LIMIT);
+    let whole = steps as i32;
+    let fraction = steps - whole as f32;
+    whole + (fraction >= 0.5) as i32 - (fraction <= -0.5) as i32
+}
+
+/// Bilinear RGB at a position in 1/32-pixel steps. Like OpenCV's 8-bit warp, the weights are
+/// whole 1/1024ths and the result is rounded to a whole level, so that the tensor matches the
+/// one MediaPipe builds from the same frame to within one level.
+fn bilinear(frame: &Frame, x: i32, y: i32, border: Border) -> [u8; 3] {
+    const STEP_MASK: i32 = (1 << SUBPIXEL_BITS) - 1;
+    const ONE: i32 = 1 << SUBPIXEL_BITS;
+    let (x0, y0) = (x >> SUBPIXEL_BITS, y >> SUBPIXEL_BITS);
+    let (fx, fy) = (x & STEP_MASK, y & STEP_MASK);
+    // Top-left, top-right, bottom-left, bottom-right; they sum to ONE^2 = 1024.
+    let weights = [
+        (ONE - fx) * (ONE - fy),
+        fx * (ONE - fy),
+        (ONE - fx) * fy,
+        fx * fy,
+    ];
+    let (w, h) = (frame.width as i32, frame.height as i32);
+    let mut taps = [[0u8; 3]; 4];
+    if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+        let stride = w as usize * 3;
+        let i = y0 as usize * stride + x0 as usize * 3;
+        for (row, start) in [i, i + stride].into_iter().enumerate() {
+            let pair = &frame.rgb[start..start + 6];
+            taps[2 * row] = [pair[0], pair[1], pair[2]];
+            taps[2 * row + 1] = [pair[3], pair[4], pair[5]];
+        }
+    } else {
+        for (k, tap) in taps.iter_mut().enumerate() {
+            let (mut px, mut py) = (x0 + (k as i32 & 1), y0 + (k as i32 >> 1));
             if px < 0 || py < 0 || px >= w || py >= h {
                 match border {
                     Border::Black => continue,
                     Border::Replicate => (px, py) = (px.clamp(0, w - 1), py.clamp(0, h - 1)),
                 }
             }
-            let p = frame.pixel(px as u32, py as u32);
-            for c in 0..3 {
-                acc[c] += weight * p[c] as f32;
-            }
+            *tap = frame.pixel(px as u32, py as u32);
         }
     }
-    acc.map(f32::round)
+    let mut rgb = [0u8; 3];
+    for (c, level) in rgb.iter_mut().enumerate() {
+        let sum: i32 = (0..4).map(|k| weights[k] * taps[k][c] as i32).sum();
+        // Rounded half up; at most 255 since the weights sum to one.
+        *level = ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS) as u8;
+    }
+    rgb
 }
 
 #[cfg(test)]
@@ -184,6 +253,23 @@ mod tests {
             &mut grey,
         );
         assert!((grey[0] - red).abs() < 1e-5, "{grey:?}");
+    }
+
+    #[test]
+    fn subpixel_steps_round_as_f32_round() {
+        let mut coordinate = -700.0f32;
+        while coordinate < 700.0 {
+            let steps = (coordinate * SUBPIXEL_STEPS).round() as i32;
+            assert_eq!(to_subpixel_steps(coordinate), steps, "{coordinate}");
+            // Steps of 1/64 px hit every half-way case; the odd offset covers the rest.
+            coordinate += 1.0 / 64.0 + 1e-4;
+        }
+        for half in [0.5f32, 1.5, -0.5, -1.5, 100.5, -100.5] {
+            let coordinate = half / SUBPIXEL_STEPS;
+            assert_eq!(to_subpixel_steps(coordinate), half.round() as i32);
+        }
+        assert_eq!(to_subpixel_steps(f32::INFINITY), 1_000_000_000);
+        assert_eq!(to_subpixel_steps(f32::NAN), 0);
     }
 
     #[test]
