@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub clip: PathBuf,
     /// Analysis threads (`[pipeline] threads`).
     pub threads: usize,
+    /// Two stages one frame apart (`[pipeline] overlap`).
+    pub overlap: bool,
     /// Timed runs of each model alone (after a warm-up); 0 skips the models.
     pub model_runs: usize,
     /// Parity fixtures: `<model id>/<case>.png`, real crops at each model's input size.
@@ -44,6 +46,7 @@ pub fn run(
     config.source.uri = format!("y4m:{}", options.clip.display());
     config.source.live = Liveness::Recorded;
     config.pipeline.threads = options.threads;
+    config.pipeline.overlap = options.overlap;
 
     perf::enable();
     let analyser = Analyser::load(&config)?;
@@ -87,6 +90,7 @@ pub fn run(
         "version": env!("CARGO_PKG_VERSION"),
         "clip": options.clip.file_stem().map(|s| s.to_string_lossy()),
         "threads": config.pipeline.analysis_threads(),
+        "overlap": config.pipeline.overlap,
         "frames": summary.analysed,
         "faces_per_frame": {"mean": round3(sink.faces as f64 / summary.analysed.max(1) as f64)},
         "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),

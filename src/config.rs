@@ -144,6 +144,9 @@ pub struct PipelineConfig {
     pub max_frames: u64,
     /// Threads analysing a frame's faces in parallel (0: one per CPU core).
     pub threads: usize,
+    /// With two or more threads, a video is analysed in two stages one frame apart: more
+    /// frames per second, each result later (docs/performance.md).
+    pub overlap: bool,
 }
 
 impl PipelineConfig {
@@ -162,6 +165,7 @@ impl Default for PipelineConfig {
             ring_frames: 4,
             max_frames: 0,
             threads: 0,
+            overlap: false,
         }
     }
 }

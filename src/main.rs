@@ -32,12 +32,15 @@ COMMANDS:
                                       face per photo; several photos give several samples)
     gallery list                      list the gallery's people and their sample counts
     gallery remove NAME               remove a person from the gallery
-    bench --clip Y4M [--threads N] [--model-runs N] [--fixtures DIR] [--json OUT]
+    bench --clip Y4M [--threads N] [--overlap] [--model-runs N] [--fixtures DIR]
+          [--json OUT]
                                       time the whole pipeline on a recorded clip (every
                                       stage and model, p50/p99, fps, peak memory, start-up),
                                       then each model alone on a real crop (N runs, default
                                       200, from DIR, default tests/fixtures/parity); JSON to
-                                      OUT or stdout. benches/run.sh runs it beside the peers
+                                      OUT or stdout; --overlap: two stages one frame apart
+                                      ([pipeline] overlap). benches/run.sh runs it beside
+                                      the peers
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
@@ -94,6 +97,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut name = None;
     let (mut clip, mut threads, mut model_runs, mut fixtures, mut json) =
         (None, 0, 200, PathBuf::from("tests/fixtures/parity"), None);
+    let mut overlap = false;
     // Positional arguments after the command: images, or the gallery action and its name.
     let mut operands = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -108,6 +112,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("name") => name = Some(parser.value()?.string()?),
             Long("clip") => clip = Some(PathBuf::from(parser.value()?)),
             Long("threads") => threads = parser.value()?.parse()?,
+            Long("overlap") => overlap = true,
             Long("model-runs") => model_runs = parser.value()?.parse()?,
             Long("fixtures") => fixtures = parser.value()?.into(),
             Long("json") => json = Some(PathBuf::from(parser.value()?)),
@@ -147,6 +152,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 facecast::bench::BenchOptions {
                     clip,
                     threads,
+                    overlap,
                     model_runs,
                     fixtures,
                 },

@@ -1,11 +1,13 @@
 //! The frame loop: a capture thread fills the ring, the analysis thread detects faces and emits
-//! one record per frame. Only start-up errors are fatal; a bad frame is counted and skipped, a
-//! lost camera is reopened with backoff.
+//! one record per frame. With `[pipeline] overlap`, a video's analysis runs in two stages on two
+//! threads, one frame apart: detection and meshes of frame N+1 beside the eyes, tracking and
+//! record of frame N. Only start-up errors are fatal; a bad frame is counted and
+//! skipped, a lost camera is reopened with backoff.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
@@ -14,7 +16,9 @@ use std::sync::RwLock;
 
 use crate::analyse::attributes::AttributeAnalyser;
 use crate::analyse::identity::{Embedder, Embedding, Recogniser, SharedGallery};
-use crate::analyse::{AnalyseError, AnalysedFace, FaceAnalyser, FaceLandmarks};
+use crate::analyse::{
+    AnalyseError, AnalysedFace, EyeAnalyser, FaceAnalyser, FaceFollower, FaceLandmarks, MeshedFace,
+};
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
 use crate::config::{Config, IdentityConfig, OutputConfig, SourceConfig};
 use crate::detect::{DetectError, Detector};
@@ -66,7 +70,8 @@ pub struct RunSummary {
 pub struct FrameStats {
     /// From capture to the start of analysis (time spent in the ring).
     pub waited: Duration,
-    /// Analysis of this frame: detection, then each face's landmarks, pose and gaze.
+    /// Analysis of this frame, from its start to its record: detection, each face's landmarks,
+    /// pose and gaze, tracking (with two stages, also the wait between them).
     pub analysis: Duration,
     /// The ring's counters after this frame was taken.
     pub ring: RingCounts,
@@ -270,7 +275,9 @@ impl Analyser {
     /// Frames the detector ran on, when faces are followed by their landmarks; `None` when
     /// analysis is off (the detector then runs on every frame).
     pub fn detector_runs(&self) -> Option<u64> {
-        self.faces.as_ref().map(FaceAnalyser::detector_runs)
+        self.faces
+            .as_ref()
+            .map(|faces| faces.follower.detector_runs())
     }
 
     /// The gallery recognition matches against, when identity is on.
@@ -290,29 +297,28 @@ impl Analyser {
     /// The faces of `frame`, tracked; `continues` says whether it follows the previous frame
     /// in time.
     pub fn analyse(&mut self, frame: &Frame, continues: bool) -> Result<Analysis, PipelineError> {
-        let faces = match &mut self.faces {
-            Some(faces) => faces.analyse(frame, &mut self.detector, continues)?,
-            None => self
-                .detector
-                .detect(frame)?
-                .into_iter()
-                .map(|detection| AnalysedFace {
-                    detection,
-                    landmarks: None,
-                })
-                .collect(),
+        let (mut first, mut second) = self.stages();
+        let located = first.run(frame, continues)?;
+        second.run(frame, located, continues)
+    }
+
+    /// The analysis in its two stages, to run one after the other or on two threads.
+    fn stages(&mut self) -> (FirstStage<'_>, SecondStage<'_>) {
+        let (follower, eyes) = match &mut self.faces {
+            Some(faces) => (Some(&mut faces.follower), Some(&mut faces.eyes)),
+            None => (None, None),
         };
-        // The tracker's time includes the per-track work it schedules (identity, attributes,
-        // action units), which is also timed on its own.
-        let update = crate::perf::time("track", || {
-            self.tracker
-                .update(frame, &faces, continues, &mut self.work)
-        })?;
-        Ok(Analysis {
-            faces,
-            tracks: update.faces,
-            events: update.events,
-        })
+        (
+            FirstStage {
+                detector: &mut self.detector,
+                follower,
+            },
+            SecondStage {
+                eyes,
+                tracker: &mut self.tracker,
+                work: &mut self.work,
+            },
+        )
     }
 
     /// The descriptor of the one face in `frame` (an enrolment photo): an error when there is
@@ -344,6 +350,76 @@ impl Analyser {
     /// Ends every track (at the end of the source): their `track_end` and `visit` events.
     pub fn finish(&mut self) -> Vec<TrackEvent> {
         self.tracker.finish()
+    }
+}
+
+/// A frame's first stage: detection when due and the meshes of the faces followed, or with
+/// analysis off, detection alone.
+struct FirstStage<'a> {
+    detector: &'a mut Detector,
+    follower: Option<&'a mut FaceFollower>,
+}
+
+/// What the first stage found in a frame.
+enum Located {
+    /// Faces with their meshes, their eyes still to find.
+    Meshed(Vec<MeshedFace>),
+    /// Analysis is off: the detector's faces are all there is.
+    Detected(Vec<AnalysedFace>),
+}
+
+impl FirstStage<'_> {
+    fn run(&mut self, frame: &Frame, continues: bool) -> Result<Located, PipelineError> {
+        Ok(match &mut self.follower {
+            Some(follower) => Located::Meshed(follower.follow(frame, self.detector, continues)?),
+            None => Located::Detected(
+                self.detector
+                    .detect(frame)?
+                    .into_iter()
+                    .map(|detection| AnalysedFace {
+                        detection,
+                        landmarks: None,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// A frame's second stage: the eyes, pose and gaze, then tracking with its per-track work.
+struct SecondStage<'a> {
+    /// Present exactly when the first stage meshes.
+    eyes: Option<&'a mut EyeAnalyser>,
+    tracker: &'a mut Tracker,
+    work: &'a mut TrackWork,
+}
+
+impl SecondStage<'_> {
+    fn run(
+        &mut self,
+        frame: &Frame,
+        located: Located,
+        continues: bool,
+    ) -> Result<Analysis, PipelineError> {
+        let faces = match located {
+            Located::Meshed(meshed) => self
+                .eyes
+                .as_mut()
+                .expect("the first stage meshes only with the eyes' analyser beside it")
+                .complete(frame, meshed)?,
+            Located::Detected(faces) => faces,
+        };
+        // The tracker's time includes the per-track work it schedules (identity, attributes,
+        // action units), which is also timed on its own.
+        let update = crate::perf::time("track", || {
+            self.tracker
+                .update(frame, &faces, continues, &mut *self.work)
+        })?;
+        Ok(Analysis {
+            faces,
+            tracks: update.faces,
+            events: update.events,
+        })
     }
 }
 
@@ -541,46 +617,28 @@ pub fn run(
             .map_err(PipelineError::Thread)?
     };
 
-    let mut summary = RunSummary::default();
-    while let Some(frame) = ring.pop_filled() {
-        let started = Instant::now();
-        let waited = SystemTime::now()
-            .duration_since(frame.captured_at)
-            .unwrap_or_default();
-        match crate::perf::time("frame", || analyser.analyse(&frame, continues)) {
-            Ok(analysis) => {
-                let stats = FrameStats {
-                    waited,
-                    analysis: started.elapsed(),
-                    ring: ring.counts(),
-                    captured: counters.captured.load(Ordering::Relaxed),
-                    corrupt: counters.corrupt.load(Ordering::Relaxed),
-                    failed: summary.failed,
-                    tracks: analyser.track_counts(),
-                };
-                let record = crate::perf::time("record", || {
-                    frame_record(&config.device.id, &frame, &analysis, &config.output, None)
-                });
-                let sent = sink
-                    .events(&analysis.events)
-                    .and_then(|()| sink.frame(&record, &stats));
-                if let Err(e) = sent {
-                    log::info!("output closed ({e}); stopping");
-                    ring.recycle(frame);
-                    break;
-                }
+    let mut delivery = Delivery {
+        config,
+        ring: &ring,
+        counters: &counters,
+        sink,
+        summary: RunSummary::default(),
+    };
+    if continues && config.pipeline.overlap && config.pipeline.analysis_threads() > 1 {
+        run_two_stages(&mut analyser, &mut delivery, continues);
+    } else {
+        while let Some(frame) = ring.pop_filled() {
+            let started = Started::now(&frame);
+            let analysis = analyser.analyse(&frame, continues);
+            let counts = analyser.track_counts();
+            if !delivery.deliver(frame, started, analysis, counts) {
+                break;
             }
-            Err(e) => {
-                summary.failed += 1;
-                log::warn!("frame {}: {e}", frame.seq);
-            }
-        }
-        ring.recycle(frame);
-        summary.analysed += 1;
-        if config.pipeline.max_frames != 0 && summary.analysed >= config.pipeline.max_frames {
-            break;
         }
     }
+    let Delivery {
+        sink, mut summary, ..
+    } = delivery;
     ring.close();
     if let Err(e) = sink.events(&analyser.finish()) {
         log::warn!("the last track events were not sent: {e}");
@@ -595,6 +653,135 @@ pub fn run(
     summary.reopened = counters.reopened.load(Ordering::Relaxed);
     summary.dropped = ring_counts.dropped;
     Ok(summary)
+}
+
+/// The two stages on two threads, one frame apart (see [`FirstStage`], [`SecondStage`]):
+/// this thread completes, tracks and delivers frame N while the other finds the faces and
+/// meshes of frame N+1 (they need only frame N's meshes). The frames keep their order.
+fn run_two_stages(analyser: &mut Analyser, delivery: &mut Delivery, continues: bool) {
+    let (mut first, mut second) = analyser.stages();
+    let ring = delivery.ring;
+    let max_frames = delivery.config.pipeline.max_frames;
+    std::thread::scope(|scope| {
+        // One frame may wait between the stages, so that a slow frame in either (a detection,
+        // a new track's descriptor) does not stall the other: 22% more frames per second than
+        // with none for one face (docs/performance.md), one frame more of latency.
+        let (located, completing) = mpsc::sync_channel(1);
+        let first_stage = std::thread::Builder::new()
+            .name("first stage".into())
+            .spawn_scoped(scope, move || {
+                let mut popped = 0;
+                while let Some(frame) = ring.pop_filled() {
+                    let started = Started::now(&frame);
+                    let found = first.run(&frame, continues);
+                    if let Err(mpsc::SendError((frame, ..))) = located.send((frame, started, found))
+                    {
+                        // The second stage stopped (its output closed).
+                        ring.recycle(frame);
+                        break;
+                    }
+                    popped += 1;
+                    if max_frames != 0 && popped >= max_frames {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = first_stage {
+            log::error!("cannot start the first stage's thread: {e}");
+            return;
+        }
+        for (frame, started, found) in completing {
+            let analysis = found.and_then(|found| second.run(&frame, found, continues));
+            let counts = second.tracker.counts();
+            if !delivery.deliver(frame, started, analysis, counts) {
+                break;
+            }
+        }
+        // Wakes the first stage if it waits for a frame that will not come.
+        ring.close();
+    });
+}
+
+/// When a frame's analysis started, and how long the frame had waited for it since capture.
+struct Started {
+    at: Instant,
+    waited: Duration,
+}
+
+impl Started {
+    fn now(frame: &Frame) -> Started {
+        Started {
+            at: Instant::now(),
+            waited: SystemTime::now()
+                .duration_since(frame.captured_at)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Hands each analysed frame to the sink and keeps the run's counts.
+struct Delivery<'a> {
+    config: &'a Config,
+    ring: &'a FrameRing,
+    counters: &'a CaptureCounters,
+    sink: &'a mut dyn Sink,
+    summary: RunSummary,
+}
+
+impl Delivery<'_> {
+    /// Sends one frame's record (or counts its failure) and gives the frame back to the ring;
+    /// `false` when the run should stop (the output closed, or `max_frames` reached).
+    fn deliver(
+        &mut self,
+        frame: Frame,
+        started: Started,
+        analysis: Result<Analysis, PipelineError>,
+        tracks: TrackCounts,
+    ) -> bool {
+        let analysed_in = started.at.elapsed();
+        crate::perf::record("frame", analysed_in);
+        let mut go_on = true;
+        match analysis {
+            Ok(analysis) => {
+                let stats = FrameStats {
+                    waited: started.waited,
+                    analysis: analysed_in,
+                    ring: self.ring.counts(),
+                    captured: self.counters.captured.load(Ordering::Relaxed),
+                    corrupt: self.counters.corrupt.load(Ordering::Relaxed),
+                    failed: self.summary.failed,
+                    tracks,
+                };
+                let record = crate::perf::time("record", || {
+                    frame_record(
+                        &self.config.device.id,
+                        &frame,
+                        &analysis,
+                        &self.config.output,
+                        None,
+                    )
+                });
+                let sent = self
+                    .sink
+                    .events(&analysis.events)
+                    .and_then(|()| self.sink.frame(&record, &stats));
+                if let Err(e) = sent {
+                    log::info!("output closed ({e}); stopping");
+                    go_on = false;
+                }
+            }
+            Err(e) => {
+                self.summary.failed += 1;
+                log::warn!("frame {}: {e}", frame.seq);
+            }
+        }
+        self.ring.recycle(frame);
+        if go_on {
+            self.summary.analysed += 1;
+        }
+        let max = self.config.pipeline.max_frames;
+        go_on && (max == 0 || self.summary.analysed < max)
+    }
 }
 
 /// One analysed still image.

@@ -98,13 +98,33 @@ fn mesh_bounds(points: &[[f32; 3]]) -> Rect {
     Rect::from_corners(x0, y0, x1, y1)
 }
 
+/// The landmark models, in two stages that may run on two threads, one frame apart: the
+/// follower (detection when due, and the meshes, which give the next frame's crops) and the
+/// eyes (the irises on crops from the meshes, then pose and gaze).
 pub struct FaceAnalyser {
+    pub follower: FaceFollower,
+    pub eyes: EyeAnalyser,
+}
+
+/// The first stage: finds the faces and their meshes, and follows them to the next frame.
+pub struct FaceFollower {
     mesh: FaceMesh,
-    iris: Iris,
     config: AnalysisConfig,
     followed: Vec<Followed>,
     frames_since_detection: u32,
     detector_runs: u64,
+}
+
+/// A face found by the first stage, its eyes still to be found.
+pub struct MeshedFace {
+    detection: Face,
+    mesh: Mesh,
+}
+
+/// The second stage: each meshed face's eyes, pose and gaze.
+pub struct EyeAnalyser {
+    iris: Iris,
+    config: AnalysisConfig,
 }
 
 /// The subject's right eye, then the left (mirrored: the iris model was trained on the eye on
@@ -135,23 +155,41 @@ impl FaceAnalyser {
         verify: bool,
     ) -> Result<FaceAnalyser, AnalyseError> {
         Ok(FaceAnalyser {
-            mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?, threads)?,
-            iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?, threads)?,
-            config: config.clone(),
-            followed: Vec::new(),
-            frames_since_detection: 0,
-            detector_runs: 0,
+            follower: FaceFollower {
+                mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?, threads)?,
+                config: config.clone(),
+                followed: Vec::new(),
+                frames_since_detection: 0,
+                detector_runs: 0,
+            },
+            eyes: EyeAnalyser {
+                iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?, threads)?,
+                config: config.clone(),
+            },
         })
     }
 
-    /// Analyses one frame. `continues` says whether it follows the previous frame in time (a
-    /// video); for unrelated stills every frame is detected afresh.
+    /// Analyses one frame: both stages, one after the other.
     pub fn analyse(
         &mut self,
         frame: &Frame,
         detector: &mut Detector,
         continues: bool,
     ) -> Result<Vec<AnalysedFace>, AnalyseError> {
+        let meshed = self.follower.follow(frame, detector, continues)?;
+        self.eyes.complete(frame, meshed)
+    }
+}
+
+impl FaceFollower {
+    /// The faces of one frame with their meshes. `continues` says whether it follows the
+    /// previous frame in time (a video); for unrelated stills every frame is detected afresh.
+    pub fn follow(
+        &mut self,
+        frame: &Frame,
+        detector: &mut Detector,
+        continues: bool,
+    ) -> Result<Vec<MeshedFace>, AnalyseError> {
         if !continues {
             self.followed.clear();
         }
@@ -179,25 +217,25 @@ impl FaceAnalyser {
             self.frames_since_detection += 1;
         }
 
-        let found = self.landmarks_of_followed(frame)?;
-        let mut faces: Vec<AnalysedFace> = Vec::new();
+        let rois: Vec<Roi> = self.followed.iter().map(|f| f.roi).collect();
+        let meshes = self.mesh.run(frame, &rois)?;
+        let mut faces: Vec<MeshedFace> = Vec::new();
         let mut kept = Vec::new();
         let mut lost_one = false;
-        for (followed, landmarked) in std::mem::take(&mut self.followed).into_iter().zip(found) {
-            let Some(landmarks) = landmarked else {
+        for (followed, mesh) in std::mem::take(&mut self.followed).into_iter().zip(meshes) {
+            if mesh.presence < self.config.min_presence {
                 lost_one = true;
                 continue;
-            };
+            }
             // Two crops that drifted onto the same face: the first one keeps it.
-            let bounds = mesh_bounds(&landmarks.mesh.points);
+            let bounds = mesh_bounds(&mesh.points);
             let duplicate = faces
                 .iter()
-                .filter_map(|f| f.landmarks.as_ref())
-                .any(|l| mesh_bounds(&l.mesh.points).iou(&bounds) > 0.5);
+                .any(|f| mesh_bounds(&f.mesh.points).iou(&bounds) > 0.5);
             if duplicate {
                 continue;
             }
-            let p = &landmarks.mesh.points;
+            let p = &mesh.points;
             let next = Roi::for_mesh_from_landmarks(p, RIGHT_EYE[0], LEFT_EYE[0]);
             let anchor = followed.anchor.unwrap_or(next);
             let detection = carry(&followed.detection, &anchor, &next);
@@ -206,10 +244,7 @@ impl FaceAnalyser {
                 detection: followed.detection,
                 anchor: Some(anchor),
             });
-            faces.push(AnalysedFace {
-                detection,
-                landmarks: Some(landmarks),
-            });
+            faces.push(MeshedFace { detection, mesh });
         }
         self.followed = kept;
         if lost_one {
@@ -219,55 +254,49 @@ impl FaceAnalyser {
         Ok(faces)
     }
 
-    /// Each followed face's landmarks, in the order of `followed` (`None`: the mesh says the
-    /// face is gone). Meshes, then eyes, run as many at once as there are analysis threads.
-    fn landmarks_of_followed(
-        &mut self,
-        frame: &Frame,
-    ) -> Result<Vec<Option<FaceLandmarks>>, AnalyseError> {
-        let rois: Vec<Roi> = self.followed.iter().map(|f| f.roi).collect();
-        let meshes = self.mesh.run(frame, &rois)?;
-        let present = |mesh: &Mesh| mesh.presence >= self.config.min_presence;
-        let eye_corners: Vec<EyeCorners> = meshes
-            .iter()
-            .filter(|mesh| present(mesh))
-            .flat_map(eyes_of)
-            .collect();
-        let mut eyes = self.iris.run(frame, &eye_corners)?.into_iter();
-        let size = [frame.width as f32, frame.height as f32];
-        let mut found = Vec::with_capacity(meshes.len());
-        for mesh in meshes {
-            if !present(&mesh) {
-                found.push(None);
-                continue;
-            }
-            let [right, left] =
-                [eyes.next(), eyes.next()].map(|eye| eye.expect("two eye jobs per present face"));
-            let geometry = crate::perf::time("pose", || {
-                pose::analyse(
-                    &mesh.points,
-                    &right,
-                    &left,
-                    size,
-                    self.config.camera_hfov_deg,
-                )
-            });
-            let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
-            found.push(Some(FaceLandmarks {
-                mesh,
-                eyes: [right, left],
-                geometry,
-                attending,
-            }));
-        }
-        Ok(found)
-    }
-}
-
-impl FaceAnalyser {
     /// How many frames the detector has run on.
     pub fn detector_runs(&self) -> u64 {
         self.detector_runs
+    }
+}
+
+impl EyeAnalyser {
+    /// Completes the first stage's faces of `frame`: eyes (as many at once as there are
+    /// analysis threads), then pose, gaze and attention.
+    pub fn complete(
+        &mut self,
+        frame: &Frame,
+        faces: Vec<MeshedFace>,
+    ) -> Result<Vec<AnalysedFace>, AnalyseError> {
+        let eye_corners: Vec<EyeCorners> = faces.iter().flat_map(|f| eyes_of(&f.mesh)).collect();
+        let mut eyes = self.iris.run(frame, &eye_corners)?.into_iter();
+        let size = [frame.width as f32, frame.height as f32];
+        Ok(faces
+            .into_iter()
+            .map(|MeshedFace { detection, mesh }| {
+                let [right, left] =
+                    [eyes.next(), eyes.next()].map(|eye| eye.expect("two eye jobs per face"));
+                let geometry = crate::perf::time("pose", || {
+                    pose::analyse(
+                        &mesh.points,
+                        &right,
+                        &left,
+                        size,
+                        self.config.camera_hfov_deg,
+                    )
+                });
+                let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
+                AnalysedFace {
+                    detection,
+                    landmarks: Some(FaceLandmarks {
+                        mesh,
+                        eyes: [right, left],
+                        geometry,
+                        attending,
+                    }),
+                }
+            })
+            .collect())
     }
 }
 
