@@ -42,7 +42,7 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def label(r: dict) -> str:
     return r["peer"] + (f" {r['clip']}" if "clip" in r else "") + (
-        f" ({r['threads']} thr)" if r["peer"] == "facecast" else "")
+        f" ({r['threads']} thr{', overlap' if r.get('overlap') else ''})" if r["peer"] == "facecast" else "")
 
 
 def main() -> int:
@@ -57,8 +57,9 @@ def main() -> int:
     facecast = [r for r in records if r["peer"] == "facecast"]
     by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
 
-    def fc(clip, threads):
-        return next((r for r in facecast if r.get("clip") == clip and r.get("threads") == threads), None)
+    def fc(clip, threads, overlap=False):
+        return next((r for r in facecast if r.get("clip") == clip and r.get("threads") == threads
+                     and bool(r.get("overlap")) == overlap), None)
 
     out = [f"Run `{run.name}`; load average (1 min) at each measurement's start: " + ", ".join(
         f"{label(r)} {fmt(r.get('load1'))}" for r in records) + "."]
@@ -91,23 +92,26 @@ def main() -> int:
     # 2. per frame: facecast vs mediapipe
     for clip in ("one_face", "six_faces"):
         rows = []
-        for r in [fc(clip, 1), fc(clip, 2), by_peer_clip.get(("mediapipe_face_mesh_iris", clip)),
+        for r in [fc(clip, 1), fc(clip, 2), fc(clip, 2, True),
+                  by_peer_clip.get(("mediapipe_face_mesh_iris", clip)),
                   by_peer_clip.get(("mediapipe_face_detection", clip))]:
             if r:
+                fps = r.get("fps")
                 rows.append([label(r), r.get("frames"), get(r, "frame_ms", "p50"),
-                             get(r, "frame_ms", "p99"), r.get("fps"),
+                             get(r, "frame_ms", "p99"), fps, round(1000 / fps, 2) if fps else None,
                              get(r, "faces_per_frame", "mean")])
         out.append(f"\n### Per frame, {clip}: facecast vs mediapipe (ms)\n")
-        out.append(table(["", "frames", "p50", "p99", "fps", "faces/frame"], rows))
+        out.append(table(["", "frames", "latency p50", "latency p99", "fps", "ms per frame (1000/fps)",
+                          "faces/frame"], rows))
 
     # 3. full pipeline fps vs face_recognition
     rows = []
     for clip in ("one_face", "six_faces"):
         fr = by_peer_clip.get(("face_recognition", clip), {})
-        for threads in (1, 2):
-            f = fc(clip, threads) or {}
-            rows.append([clip, threads, f.get("fps"), fr.get("fps"), ratio(f.get("fps"), fr.get("fps")),
-                         fr.get("frames")])
+        for threads, overlap in ((1, False), (2, False), (2, True)):
+            f = fc(clip, threads, overlap) or {}
+            rows.append([clip, f"{threads}{' overlap' if overlap else ''}", f.get("fps"), fr.get("fps"),
+                         ratio(f.get("fps"), fr.get("fps")), fr.get("frames")])
     out.append("\n### Full pipeline vs face_recognition (HOG + ResNet; frames/s)\n")
     out.append(table(["clip", "facecast threads", "facecast fps", "face_recognition fps",
                       "ratio", "face_recognition frames"], rows))
@@ -121,7 +125,7 @@ def main() -> int:
     # 5. facecast's stages
     if facecast:
         stages = list(dict.fromkeys(s for r in facecast for s in (r.get("stages") or {})))
-        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("threads", 0)))
+        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("threads", 0), bool(r.get("overlap"))))
         rows = [[s] + [fmt(get(r, "stages", s, "p50")) + " / " + fmt(get(r, "stages", s, "p99"))
                        + f" ({fmt(get(r, 'stages', s, 'n'))})" for r in cols] for s in stages]
         out.append("\n### facecast per stage: p50 / p99 ms (count)\n")

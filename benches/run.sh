@@ -3,7 +3,7 @@
 #   1. the peers' venvs (benches/peers/setup.sh; idempotent)
 #   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
 #   3. the peers, one process each (benches/peers/peers.py), single-threaded
-#   4. `facecast bench` on both clips with 1 and 2 analysis threads
+#   4. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap
 #   5. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
@@ -52,12 +52,15 @@ done
 # facecast reads models/ and the parity crops relative to the repository, like `make run`.
 cd "$repo"
 for clip in "${clips[@]}"; do
-    for threads in 1 2; do
+    # 1 and 2 analysis threads, then 2 with the two stages one frame apart ([pipeline] overlap).
+    for run in 1 2 2-overlap; do
+        threads=${run%%-*} overlap=()
+        [ "$run" = 2-overlap ] && overlap=(--overlap)
         # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
         model_runs=0
-        [ "$clip/$threads" = "one_face/1" ] && model_runs=$ort_runs
-        "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
-            --model-runs "$model_runs" --json "$out/facecast_${clip}_t$threads.json"
+        [ "$clip/$run" = "one_face/1" ] && model_runs=$ort_runs
+        "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" "${overlap[@]}" \
+            --model-runs "$model_runs" --json "$out/facecast_${clip}_t$run.json"
     done
 done
 
