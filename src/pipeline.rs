@@ -625,7 +625,7 @@ pub fn run(
         summary: RunSummary::default(),
     };
     if continues && config.pipeline.overlap && config.pipeline.analysis_threads() > 1 {
-        run_two_stages(&mut analyser, &mut delivery, continues);
+        run_two_stages(&mut analyser, &mut delivery, continues)?;
     } else {
         while let Some(frame) = ring.pop_filled() {
             let started = Started::now(&frame);
@@ -658,7 +658,11 @@ pub fn run(
 /// The two stages on two threads, one frame apart (see [`FirstStage`], [`SecondStage`]):
 /// this thread completes, tracks and delivers frame N while the other finds the faces and
 /// meshes of frame N+1 (they need only frame N's meshes). The frames keep their order.
-fn run_two_stages(analyser: &mut Analyser, delivery: &mut Delivery, continues: bool) {
+fn run_two_stages(
+    analyser: &mut Analyser,
+    delivery: &mut Delivery,
+    continues: bool,
+) -> Result<(), PipelineError> {
     let (mut first, mut second) = analyser.stages();
     let ring = delivery.ring;
     let max_frames = delivery.config.pipeline.max_frames;
@@ -686,9 +690,10 @@ fn run_two_stages(analyser: &mut Analyser, delivery: &mut Delivery, continues: b
                     }
                 }
             });
+        // Like the capture thread's, a thread that cannot start is a start-up error.
         if let Err(e) = first_stage {
-            log::error!("cannot start the first stage's thread: {e}");
-            return;
+            ring.close();
+            return Err(PipelineError::Thread(e));
         }
         for (frame, started, found) in completing {
             let analysis = found.and_then(|found| second.run(&frame, found, continues));
@@ -699,7 +704,8 @@ fn run_two_stages(analyser: &mut Analyser, delivery: &mut Delivery, continues: b
         }
         // Wakes the first stage if it waits for a frame that will not come.
         ring.close();
-    });
+        Ok(())
+    })
 }
 
 /// When a frame's analysis started, and how long the frame had waited for it since capture.

@@ -514,17 +514,14 @@ fn peer(id: &str, case: &str) -> Attributes {
         &common::repo().join(format!("tests/fixtures/parity/{original}/{case}.json")),
     );
     let output = |name: &str| -> Vec<f32> {
-        fixture["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["name"] == name)
-            .unwrap_or_else(|| panic!("{original}/{case}: no output {name}"))["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect()
+        common::f32s(
+            &fixture["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["name"] == name)
+                .unwrap_or_else(|| panic!("{original}/{case}: no output {name}"))["data"],
+        )
     };
     let mut a = Attributes::default();
     match original {

@@ -51,12 +51,7 @@ fn match_boxes(truth: &[Rect], found: &[Rect], min_iou: f32) -> Vec<(usize, usiz
 }
 
 fn rect(values: &serde_json::Value) -> Rect {
-    let v: Vec<f32> = values
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
+    let v = common::f32s(values);
     Rect {
         x: v[0],
         y: v[1],

@@ -83,12 +83,7 @@ fn tract_matches_the_original_framework_on_real_crops() {
                     .iter()
                     .position(|o| o.name == name)
                     .unwrap_or_else(|| panic!("{}: no output {name}", entry.id));
-                let want: Vec<f32> = reference["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-                    .collect();
+                let want = common::f32s(&reference["data"]);
                 let got = values(&outputs[index]).unwrap();
                 assert_eq!(got.len(), want.len(), "{} {name}", entry.id);
                 match compared.iter_mut().find(|c| c.0 == name) {

@@ -23,12 +23,7 @@ fn crops_match_opencv_warp() {
     let frame = common::load_frame(&common::images().join("skimage/astronaut.png"));
     for case in reference["cases"].as_array().unwrap() {
         let png = case["png"].as_str().unwrap();
-        let m: Vec<f32> = case["map"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let m = common::f32s(&case["map"]);
         let map = Affine {
             a: m[0],
             b: m[1],

@@ -79,6 +79,16 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A JSON array of numbers, as f32.
+pub fn f32s(array: &serde_json::Value) -> Vec<f32> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {array}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")) as f32)
+        .collect()
+}
+
 /// Photos with no human face in them (see tests/images/PROVENANCE.md).
 pub const NO_FACE_PHOTOS: &[&str] = &[
     "dlib/dogs.jpg",
