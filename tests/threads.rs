@@ -21,14 +21,20 @@ fn frames() -> Vec<Frame> {
     vec![group.clone(), group, single]
 }
 
-fn records(threads: usize) -> (Vec<String>, usize) {
+/// The default analysis with `threads`: descriptors (for re-identification) and attributes on,
+/// with an empty gallery.
+fn config(threads: usize) -> Config {
     let mut config = Config::default();
     config.models.dir = common::models_dir();
-    // Descriptors (for re-identification) and attributes on, with an empty gallery.
     config.identity.gallery = std::env::temp_dir()
         .join(format!("facecast-threads-{}", std::process::id()))
         .join("absent-gallery.json");
     config.pipeline.threads = threads;
+    config
+}
+
+fn records(threads: usize) -> (Vec<String>, usize) {
+    let config = config(threads);
     let mut analyser = Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"));
     let mut faces = 0;
     let records = frames()
@@ -88,15 +94,10 @@ impl Sink for Collected {
 }
 
 fn run_clip(threads: usize, overlap: bool, max_frames: u64) -> Collected {
-    let mut config = Config::default();
-    config.models.dir = common::models_dir();
-    config.identity.gallery = std::env::temp_dir()
-        .join(format!("facecast-stages-{}", std::process::id()))
-        .join("absent-gallery.json");
+    let mut config = config(threads);
     let clip = common::images().join("derived/single_face_blink.y4m");
     config.source.uri = format!("y4m:{}", clip.display());
     config.source.live = Liveness::Recorded;
-    config.pipeline.threads = threads;
     config.pipeline.overlap = overlap;
     config.pipeline.max_frames = max_frames;
     let analyser = Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"));

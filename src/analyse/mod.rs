@@ -124,7 +124,9 @@ pub struct MeshedFace {
 /// The second stage: each meshed face's eyes, pose and gaze.
 pub struct EyeAnalyser {
     iris: Iris,
-    config: AnalysisConfig,
+    /// `[analysis]`'s two settings this stage reads.
+    camera_hfov_deg: f32,
+    attention_cone_deg: f32,
 }
 
 /// The subject's right eye, then the left (mirrored: the iris model was trained on the eye on
@@ -164,7 +166,8 @@ impl FaceAnalyser {
             },
             eyes: EyeAnalyser {
                 iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?, threads)?,
-                config: config.clone(),
+                camera_hfov_deg: config.camera_hfov_deg,
+                attention_cone_deg: config.attention_cone_deg,
             },
         })
     }
@@ -277,15 +280,9 @@ impl EyeAnalyser {
                 let [right, left] =
                     [eyes.next(), eyes.next()].map(|eye| eye.expect("two eye jobs per face"));
                 let geometry = crate::perf::time("pose", || {
-                    pose::analyse(
-                        &mesh.points,
-                        &right,
-                        &left,
-                        size,
-                        self.config.camera_hfov_deg,
-                    )
+                    pose::analyse(&mesh.points, &right, &left, size, self.camera_hfov_deg)
                 });
-                let attending = geometry.gaze_off_camera <= self.config.attention_cone_deg;
+                let attending = geometry.gaze_off_camera <= self.attention_cone_deg;
                 AnalysedFace {
                     detection,
                     landmarks: Some(FaceLandmarks {
