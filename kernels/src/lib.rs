@@ -1,21 +1,25 @@
 //! facecast's own tract operators, where tract 0.23 spends its time on these networks in
-//! scalar code: max pooling and resizing, which tract computes one output value at a time, and
-//! PRelu, which tract-onnx expands to several passes over the tensor.
+//! scalar code or per-plane set-up: max pooling and resizing, which tract computes one output
+//! value at a time, PRelu, which tract-onnx expands to several passes over the tensor, and
+//! depthwise convolutions on small planes or with a stride, which tract convolves one channel
+//! plane at a time.
 //!
 //! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
 //! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
-//! at 21 ns per output value (13% of the full-range BlazeFace detector) and PRelu, as two
-//! element-wise chains, at 20-26% of FaceMesh and Iris. The pool and resize kernels here
-//! compute tract's values (the same comparisons, the same weights summed in the same order) a
-//! whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one select per
-//! value.
+//! at 21 ns per output value (13% of the full-range BlazeFace detector), PRelu, as two
+//! element-wise chains, at 20-26% of FaceMesh and Iris, and depthwise convolutions at 35-45% of
+//! the MobileNet-style networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize
+//! kernels here compute tract's values (the same comparisons, the same weights summed in the
+//! same order) a whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one
+//! select per value; the depthwise kernel works channel-last, a vector of channels at a time.
 //!
-//! [`install`] swaps the pool and resize kernels in for the nodes they cover after tract has
-//! decluttered the graph and before it optimises it; facecast's ONNX front end wires
+//! [`install`] swaps the pool, resize and depthwise kernels in for the nodes they cover after
+//! tract has decluttered the graph and before it optimises it; facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
 //! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
 //! stays quick to build.
 
+mod depthwise;
 mod max_pool;
 mod prelu;
 mod resize;
@@ -39,6 +43,9 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
 /// facecast's kernel for node `id`, if it has one.
 fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn TypedOp>>> {
     if let Some(op) = max_pool::MaxPool2d::for_node(model, id)? {
+        return Ok(Some(Box::new(op)));
+    }
+    if let Some(op) = depthwise::DepthwiseConv2d::for_node(model, id)? {
         return Ok(Some(Box::new(op)));
     }
     Ok(resize::Resize2d::for_node(model, id)?.map(|op| Box::new(op) as Box<dyn TypedOp>))

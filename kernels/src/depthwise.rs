@@ -1,0 +1,403 @@
+//! Depthwise convolution (one filter per channel) of f32 NCHW planes, computed channel-last.
+//!
+//! tract 0.23 convolves a depthwise layer one channel plane at a time. On the small, deep
+//! planes of these MobileNet-style networks (2x2 to 24x24 pixels, 64 to 384 channels) its
+//! per-plane work dominates: 0.5 GMAC/s on BlazeFace's 6x6x384 layers. Its strided layers
+//! cost more than the unstrided ones beside them, for a quarter of the outputs. This kernel
+//! transposes the planes into a zero-padded channel-last scratch (row, column, channel),
+//! computes each output pixel as vectors across the channels (a tap is one multiply and add
+//! of a channel vector, summed in registers: no bounds, no per-plane set-up, and a stride is
+//! only where the window starts), and transposes the result back.
+//!
+//! The transposes cost a pass over the input and the output each. The small planes and the
+//! strided layers repay them; large unstrided planes with few channels do not, and stay with
+//! tract ([`DepthwiseConv2d::for_node`]; per-layer figures in docs/performance.md).
+//!
+//! Each output is the bias plus the taps in tract's order, multiplied and added without
+//! fusing, as tract's kernel does on x86-64: the same values there (the tests compare).
+
+use std::sync::Arc;
+
+use tract_core::internal::*;
+use tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_core::ops::nn::DataFormat;
+
+/// Unstrided layers with output planes up to this many pixels are computed here; larger
+/// ones stay with tract. Measured per layer (x86-64, AVX-512): 0.24-0.92 of tract's time at
+/// 24x24 and below, 1.07-1.3 at 16x16x64 and 28x28, 1.8-11 on 48x48 and up.
+const MAX_UNSTRIDED_PIXELS: usize = 24 * 24;
+
+/// Channels moved together into the channel-last scratch.
+const BLOCK: usize = 8;
+
+/// Channels multiplied and added together: one 512-bit vector, two 256-bit ones. A layer's
+/// channels must be a multiple (all of these networks' depthwise layers but two of BlazeFace's
+/// small ones, which stay with tract).
+const LANES: usize = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthwiseConv2d {
+    output_shape: TVec<usize>,
+    channels: usize,
+    /// Input height and width.
+    input: [usize; 2],
+    /// Output height and width.
+    output: [usize; 2],
+    /// Kernel height and width.
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// Padding before the first row and column.
+    pad: [usize; 2],
+    /// The weights tap by tap: tap (ky, kx)'s weight for channel c at `(ky * kw + kx) * C + c`.
+    taps: Arc<Vec<f32>>,
+    /// One bias per channel.
+    bias: Arc<Vec<f32>>,
+}
+
+impl DepthwiseConv2d {
+    /// The replacement for node `id` if it is a depthwise convolution this kernel computes:
+    /// f32, channels first, batch of one, 2-D, no dilation, constant weights and bias, fixed
+    /// shapes, whole vectors of channels, and strided or small enough to gain.
+    pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<DepthwiseConv2d>> {
+        let node = &model.nodes[id];
+        let Some(conv) = node.op_as::<Conv>() else {
+            return Ok(None);
+        };
+        let spec = &conv.pool_spec;
+        let channels = spec.input_channels;
+        if conv.q_params.is_some()
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || conv.group != channels
+            || spec.output_channels != channels
+            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+            || spec.kernel_shape.len() != 2
+            || spec.dilations().iter().any(|&d| d != 1)
+            || node.inputs.len() != 3
+        {
+            return Ok(None);
+        }
+        let Some((input_shape, output_shape)) = crate::fixed_shapes(model, id)? else {
+            return Ok(None);
+        };
+        if input_shape.len() == 4 && input_shape[0] != 1 {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (
+            model.outlet_fact(node.inputs[1])?.konst.clone(),
+            model.outlet_fact(node.inputs[2])?.konst.clone(),
+        ) else {
+            return Ok(None);
+        };
+        let input = crate::plane(&input_shape);
+        let padding = spec.computed_padding(&input);
+        let output = [padding[0].convoluted, padding[1].convoluted];
+        let strides = spec.strides();
+        let strided = strides.iter().any(|&s| s > 1);
+        if crate::plane(&output_shape) != output
+            || channels % LANES != 0
+            || !(strided || output[0] * output[1] <= MAX_UNSTRIDED_PIXELS)
+        {
+            return Ok(None);
+        }
+        let kernel_hw = [spec.kernel_shape[0], spec.kernel_shape[1]];
+        let taps = kernel_hw[0] * kernel_hw[1];
+        // OIHW with one input channel per group: [C, 1, kh, kw], each channel's taps together.
+        if kernel.datum_type() != f32::datum_type()
+            || kernel.len() != channels * taps
+            || bias.datum_type() != f32::datum_type()
+            || !(bias.len() == channels || bias.len() == 1)
+        {
+            return Ok(None);
+        }
+        let kernel = kernel.try_as_plain_ram()?;
+        let kernel = kernel.as_slice::<f32>()?;
+        let mut tap_major = vec![0.0; channels * taps];
+        for (c, weights) in kernel.chunks_exact(taps).enumerate() {
+            for (t, &w) in weights.iter().enumerate() {
+                tap_major[t * channels + c] = w;
+            }
+        }
+        let bias = bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let bias = if bias.len() == 1 {
+            vec![bias[0]; channels]
+        } else {
+            bias.to_vec()
+        };
+        Ok(Some(DepthwiseConv2d {
+            output_shape,
+            channels,
+            input,
+            output,
+            kernel: kernel_hw,
+            stride: [strides[0], strides[1]],
+            pad: [padding[0].pad_before, padding[1].pad_before],
+            taps: Arc::new(tap_major),
+            bias: Arc::new(bias),
+        }))
+    }
+
+    /// Height and width of the padded channel-last input: the rows and columns the output's
+    /// windows reach, padding included.
+    fn padded(&self) -> [usize; 2] {
+        [0, 1].map(|a| (self.output[a] - 1) * self.stride[a] + self.kernel[a])
+    }
+
+    /// `planes` (C planes, height by width) into `padded`, channel-last, zero outside them.
+    fn to_channel_last(&self, planes: &[f32], padded: &mut [f32]) {
+        let c = self.channels;
+        let [h, w] = self.input;
+        let [ph, pw] = self.padded();
+        padded.fill(0.0);
+        let rows = h.min(ph - self.pad[0]);
+        let columns = w.min(pw - self.pad[1]);
+        let plane = h * w;
+        for y in 0..rows {
+            for x in 0..columns {
+                let src = y * w + x;
+                let dst = &mut padded[((y + self.pad[0]) * pw + x + self.pad[1]) * c..][..c];
+                // BLOCK channels at a time: a contiguous run of the pixel's vector, read from
+                // BLOCK planes whose next values the following pixel reads.
+                for (block, out) in dst.chunks_exact_mut(BLOCK).enumerate() {
+                    let first = block * BLOCK * plane + src;
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = planes[first + j * plane];
+                    }
+                }
+            }
+        }
+    }
+
+    /// `pixels` (channel-last, one C vector per output pixel) into `planes`, in tiles of
+    /// BLOCK pixels by BLOCK channels: BLOCK contiguous reads, then BLOCK contiguous writes.
+    fn to_planes(&self, pixels: &[f32], planes: &mut [f32]) {
+        let c = self.channels;
+        let count = self.output[0] * self.output[1];
+        let whole = count - count % BLOCK;
+        for channel in (0..c).step_by(BLOCK) {
+            for p in (0..whole).step_by(BLOCK) {
+                let mut tile = [[0f32; BLOCK]; BLOCK];
+                for (i, row) in tile.iter_mut().enumerate() {
+                    *row = pixels[(p + i) * c + channel..][..BLOCK]
+                        .try_into()
+                        .expect("BLOCK");
+                }
+                for j in 0..BLOCK {
+                    let column: [f32; BLOCK] = std::array::from_fn(|i| tile[i][j]);
+                    planes[(channel + j) * count + p..][..BLOCK].copy_from_slice(&column);
+                }
+            }
+            for p in whole..count {
+                for j in 0..BLOCK {
+                    planes[(channel + j) * count + p] = pixels[p * c + channel + j];
+                }
+            }
+        }
+    }
+
+    /// Every output pixel of `padded` (channel-last) into `pixels` (channel-last).
+    fn convolve(&self, padded: &[f32], pixels: &mut [f32]) {
+        // The compiler vectorises the portable code for the build's baseline (SSE2 on x86-64);
+        // compiled again for the wider vectors of the CPU it runs on, the sums run 1.4-2.4x
+        // faster (AVX-512, measured on this kernel's layers).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the instructions the function is compiled for.
+            return unsafe { self.convolve_avx512(padded, pixels) };
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { self.convolve_avx2(padded, pixels) };
+        }
+        self.convolve_portable(padded, pixels)
+    }
+
+    /// [`Self::convolve_portable`] compiled for AVX-512: the same code, wider vectors.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn convolve_avx512(&self, padded: &[f32], pixels: &mut [f32]) {
+        self.convolve_portable(padded, pixels)
+    }
+
+    /// [`Self::convolve_portable`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn convolve_avx2(&self, padded: &[f32], pixels: &mut [f32]) {
+        self.convolve_portable(padded, pixels)
+    }
+
+    /// Each output pixel, a vector of channels at a time: the bias, plus each tap's weights
+    /// times the input pixel under the tap, summed in registers and stored once.
+    #[inline(always)]
+    fn convolve_portable(&self, padded: &[f32], pixels: &mut [f32]) {
+        let c = self.channels;
+        let [_, pw] = self.padded();
+        let [kh, kw] = self.kernel;
+        let [sy, sx] = self.stride;
+        let ow = self.output[1];
+        // Where each tap's input pixel sits, from the window's top-left one.
+        let offsets: Vec<usize> = (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| (ky * pw + kx) * c))
+            .collect();
+        for (p, out) in pixels.chunks_exact_mut(c).enumerate() {
+            let corner = ((p / ow) * sy * pw + (p % ow) * sx) * c;
+            let window = &padded[corner..];
+            for start in (0..c).step_by(LANES) {
+                let mut sum: [f32; LANES] = self.bias[start..][..LANES].try_into().expect("LANES");
+                for (&offset, weights) in offsets.iter().zip(self.taps.chunks_exact(c)) {
+                    let w: [f32; LANES] = weights[start..][..LANES].try_into().expect("LANES");
+                    let x: [f32; LANES] =
+                        window[offset + start..][..LANES].try_into().expect("LANES");
+                    for i in 0..LANES {
+                        sum[i] += w[i] * x[i];
+                    }
+                }
+                out[start..][..LANES].copy_from_slice(&sum);
+            }
+        }
+    }
+}
+
+// tract compares operators to merge equal nodes; weights compare as values, as tract's own
+// tensors do (it declares `Tensor: Eq` too).
+impl Eq for DepthwiseConv2d {}
+
+impl Op for DepthwiseConv2d {
+    fn name(&self) -> StaticName {
+        "facecast.DepthwiseConv2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} channels, {:?} -> {:?}, kernel {:?} stride {:?} pad {:?}",
+            self.channels, self.input, self.output, self.kernel, self.stride, self.pad
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DepthwiseConv2d {
+    op_out_of_plan!();
+
+    /// Inputs: the planes, then tract's kernel and bias (constants, read once by
+    /// [`DepthwiseConv2d::for_node`]).
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let [ph, pw] = self.padded();
+        let mut padded = vec![0.0; ph * pw * self.channels];
+        self.to_channel_last(input, &mut padded);
+        let mut pixels = vec![0.0; self.output[0] * self.output[1] * self.channels];
+        self.convolve(&padded, &mut pixels);
+        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        {
+            let mut view = output.try_as_plain_ram_mut()?;
+            self.to_planes(&pixels, view.as_slice_mut::<f32>()?);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for DepthwiseConv2d {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+
+    /// A graph of one depthwise `Conv` on a [1, channels, h, w] input, padded `pad` =
+    /// [before, after] on both axes, with varied weights and biases.
+    fn depthwise_graph(
+        channels: usize,
+        hw: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        pad: [usize; 2],
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
+            .unwrap();
+        let weights: Vec<f32> = (0..channels * kernel * kernel)
+            .map(|i| ((i * 29 % 31) as f32 - 15.0) / 16.0)
+            .collect();
+        let weights = Tensor::from_shape(&[channels, 1, kernel, kernel], &weights).unwrap();
+        let bias: Vec<f32> = (0..channels).map(|i| (i % 5) as f32 / 4.0).collect();
+        let weights = model.add_const("w", weights).unwrap();
+        let bias = model.add_const("b", tensor1(&bias)).unwrap();
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(kernel, kernel),
+                padding: PaddingSpec::Explicit(tvec!(pad[0], pad[0]), tvec!(pad[1], pad[1])),
+                dilations: None,
+                strides: Some(tvec!(stride, stride)),
+                input_channels: channels,
+                output_channels: channels,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: channels,
+            q_params: None,
+        };
+        let y = model.wire_node("conv", conv, &[x, weights, bias]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn equals_tract_on_sizes_strides_and_paddings() {
+        for (channels, hw, kernel, stride, pad) in [
+            (384, [6, 6], 3, 1, [1, 1]),
+            (64, [24, 24], 3, 1, [1, 1]),
+            (32, [96, 96], 3, 2, [0, 1]),
+            (16, [7, 9], 3, 2, [1, 1]),
+            (48, [12, 12], 5, 1, [2, 2]),
+            (16, [2, 2], 3, 1, [1, 1]),
+            (32, [11, 10], 3, 3, [0, 2]),
+        ] {
+            let theirs = depthwise_graph(channels, hw, kernel, stride, pad);
+            let mut ours = depthwise_graph(channels, hw, kernel, stride, pad);
+            assert_eq!(crate::install(&mut ours).unwrap(), 1);
+            let values: Vec<f32> = (0..channels * hw[0] * hw[1])
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
+            let (ours, theirs) = (
+                crate::tests::run(ours, &input),
+                crate::tests::run(theirs, &input),
+            );
+            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
+            // The same multiply-adds in the same order as tract's x86-64 kernel; elsewhere
+            // tract may fuse them, a rounding apart.
+            if cfg!(target_arch = "x86_64") {
+                assert_eq!(ours, theirs, "{case}");
+            } else {
+                assert_eq!(ours.len(), theirs.len(), "{case}");
+                for (a, b) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{case}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_large_unstrided_planes_and_odd_channel_counts_to_tract() {
+        for (channels, hw, stride) in [(32, [48, 48], 1), (24, [12, 12], 1), (24, [12, 12], 2)] {
+            let mut model = depthwise_graph(channels, hw, 3, stride, [1, 1]);
+            assert_eq!(
+                crate::install(&mut model).unwrap(),
+                0,
+                "{channels}x{hw:?} s{stride}"
+            );
+        }
+    }
+}
