@@ -171,18 +171,30 @@ fn time_models(
         // Where the time goes, per operator: a node-by-node run is slower than a plain one
         // (a clock read per node), so only the shares are comparable with the times above.
         let profile_runs = runs.div_ceil(4);
-        let ops = model.profile_ops(profile_runs)?;
-        let profiled: f64 = ops.iter().map(|op| ms(op.total)).sum();
-        let ops: Vec<Value> = ops
+        let profile = model.profile(profile_runs)?;
+        let profiled: f64 = profile.ops.iter().map(|op| ms(op.total)).sum();
+        let timed = |total| {
+            (
+                round3(ms(total) / profile_runs as f64),
+                round3(ms(total) / profiled),
+            )
+        };
+        let ops: Vec<Value> = profile
+            .ops
             .iter()
             .take(OPS_REPORTED)
             .map(|op| {
-                json!({
-                    "op": op.op,
-                    "nodes": op.nodes,
-                    "ms": round3(ms(op.total) / profile_runs as f64),
-                    "share": round3(ms(op.total) / profiled),
-                })
+                let (ms, share) = timed(op.total);
+                json!({"op": op.op, "nodes": op.nodes, "ms": ms, "share": share})
+            })
+            .collect();
+        let nodes: Vec<Value> = profile
+            .nodes
+            .iter()
+            .take(NODES_REPORTED)
+            .map(|node| {
+                let (ms, share) = timed(node.total);
+                json!({"node": node.name, "op": node.op, "detail": node.detail, "ms": ms, "share": share})
             })
             .collect();
         models.insert(
@@ -193,6 +205,7 @@ fn time_models(
                 "runs": runs,
                 "load_ms": load_ms,
                 "ops": ops,
+                "nodes": nodes,
             }),
         );
     }
@@ -201,6 +214,9 @@ fn time_models(
 
 /// Operators listed per model, most expensive first.
 const OPS_REPORTED: usize = 8;
+
+/// Nodes listed per model, most expensive first: enough to see which layers of a kind cost.
+const NODES_REPORTED: usize = 16;
 
 /// The first (by name) PNG crop in `dir`.
 fn first_crop(dir: &Path) -> Result<Frame, PipelineError> {

@@ -201,6 +201,75 @@ fn models_lists_and_verifies_the_manifest() {
 }
 
 #[test]
+fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
+    let output = facecast(
+        &[
+            "bench",
+            "--clip",
+            "tests/images/derived/single_face_blink.y4m",
+            "--model-runs",
+            "4",
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["fps"].as_f64().unwrap() > 0.0, "{report}");
+    let manifest =
+        facecast::model::Manifest::load(&common::models_dir()).expect("models/manifest.toml");
+    for entry in &manifest.models {
+        let model = &report["models"][&entry.id];
+        assert!(
+            model["p50"].as_f64().unwrap() > 0.0,
+            "{}: {model}",
+            entry.id
+        );
+        let (ops, nodes) = (
+            model["ops"].as_array().unwrap(),
+            model["nodes"].as_array().unwrap(),
+        );
+        assert!(
+            !ops.is_empty() && !nodes.is_empty(),
+            "{}: {model}",
+            entry.id
+        );
+        // Most expensive first, and the shares are of one whole.
+        for list in [ops, nodes] {
+            let shares: Vec<f64> = list.iter().map(|o| o["share"].as_f64().unwrap()).collect();
+            assert!(
+                shares.windows(2).all(|w| w[0] >= w[1]),
+                "{}: {shares:?}",
+                entry.id
+            );
+            assert!(
+                shares.iter().sum::<f64>() <= 1.001,
+                "{}: {shares:?}",
+                entry.id
+            );
+        }
+        assert!(nodes
+            .iter()
+            .all(|n| !n["detail"].as_str().unwrap().is_empty()));
+    }
+    // facecast's own operators are in the real networks' plans: FaceMesh's small and strided
+    // depthwise layers run channel-last.
+    let mesh_ops: Vec<&str> = report["models"]["face_mesh"]["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["op"].as_str().unwrap())
+        .collect();
+    assert!(
+        mesh_ops.contains(&"facecast.DepthwiseConv2d"),
+        "{mesh_ops:?}"
+    );
+}
+
+#[test]
 fn devices_says_plainly_when_there_is_no_camera() {
     let output = facecast(&["devices"], None);
     assert!(output.status.success());

@@ -158,9 +158,9 @@ impl Model {
     }
 
     /// Runs the model `runs` times on the current input, timing every node of the optimised
-    /// plan, and sums the times per operator, most expensive first: where tract spends a
-    /// model's time, to compare with another runtime's profile of the same file.
-    pub fn profile_ops(&mut self, runs: usize) -> Result<Vec<OpTime>, ModelError> {
+    /// plan: where tract spends a model's time, to compare with another runtime's profile of
+    /// the same file.
+    pub fn profile(&mut self, runs: usize) -> Result<Profile, ModelError> {
         let fail = self.run_error();
         let mut per_node: Vec<std::time::Duration> =
             vec![Default::default(); self.plan.model().nodes.len()];
@@ -175,8 +175,9 @@ impl Model {
                 })
                 .map_err(&fail)?;
         }
+        let model = self.plan.model();
         let mut ops: Vec<OpTime> = Vec::new();
-        for node in &self.plan.model().nodes {
+        for node in &model.nodes {
             let op = node.op().name();
             let time = per_node[node.id];
             match ops.iter_mut().find(|t| t.op == op) {
@@ -192,11 +193,44 @@ impl Model {
             }
         }
         ops.sort_by_key(|op| std::cmp::Reverse(op.total));
-        Ok(ops)
+        let mut nodes: Vec<NodeTime> = model
+            .nodes
+            .iter()
+            .map(|node| NodeTime {
+                name: node.name.clone(),
+                op: node.op().name().to_string(),
+                // The shapes and what tract chose for the node (its kernel, its strategy).
+                detail: format!(
+                    "{} -> {}: {}",
+                    node.inputs
+                        .first()
+                        .and_then(|&input| model.outlet_fact(input).ok())
+                        .map(|fact| format!("{:?}", fact.shape))
+                        .unwrap_or_default(),
+                    node.outputs
+                        .first()
+                        .map(|o| format!("{:?}", o.fact.shape))
+                        .unwrap_or_default(),
+                    node.op().info().unwrap_or_default().join("; ")
+                ),
+                total: per_node[node.id],
+            })
+            .collect();
+        nodes.sort_by_key(|node| std::cmp::Reverse(node.total));
+        Ok(Profile { ops, nodes })
     }
 }
 
-/// Time spent in one kind of operator over the runs of [`Model::profile_ops`].
+/// Where a model's time went over the runs of [`Model::profile`], most expensive first.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Per operator, the nodes running it summed.
+    pub ops: Vec<OpTime>,
+    /// Per node of the optimised plan.
+    pub nodes: Vec<NodeTime>,
+}
+
+/// Time spent in one kind of operator over the runs of [`Model::profile`].
 #[derive(Debug, Clone)]
 pub struct OpTime {
     /// tract's operator name (`OptMatMul`, `DepthWiseConv`, ...).
@@ -204,6 +238,20 @@ pub struct OpTime {
     /// Nodes of the optimised plan running this operator.
     pub nodes: usize,
     /// Total time in this operator, summed over every run.
+    pub total: std::time::Duration,
+}
+
+/// Time spent in one node of the optimised plan over the runs of [`Model::profile`].
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    /// The node's name in the plan (from the ONNX node it came from).
+    pub name: String,
+    /// Its operator.
+    pub op: String,
+    /// Its first input's and first output's shapes, and tract's description of the node
+    /// (the kernel and strategy it chose).
+    pub detail: String,
+    /// Total time in this node, summed over every run.
     pub total: std::time::Duration,
 }
 
