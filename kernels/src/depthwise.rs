@@ -309,7 +309,6 @@ impl TypedOp for DepthwiseConv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
     /// A graph of one depthwise `Conv` on a [1, channels, h, w] input, padded `pad` =
     /// [before, after] on both axes, with varied weights and biases.
@@ -320,34 +319,18 @@ mod tests {
         stride: usize,
         pad: [usize; 2],
     ) -> TypedModel {
-        let mut model = TypedModel::default();
-        let x = model
-            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
-            .unwrap();
         let weights: Vec<f32> = (0..channels * kernel * kernel)
             .map(|i| ((i * 29 % 31) as f32 - 15.0) / 16.0)
             .collect();
         let weights = Tensor::from_shape(&[channels, 1, kernel, kernel], &weights).unwrap();
         let bias: Vec<f32> = (0..channels).map(|i| (i % 5) as f32 / 4.0).collect();
-        let weights = model.add_const("w", weights).unwrap();
-        let bias = model.add_const("b", tensor1(&bias)).unwrap();
         let conv = Conv {
-            pool_spec: PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(kernel, kernel),
-                padding: PaddingSpec::Explicit(tvec!(pad[0], pad[0]), tvec!(pad[1], pad[1])),
-                dilations: None,
-                strides: Some(tvec!(stride, stride)),
-                input_channels: channels,
-                output_channels: channels,
-            },
+            pool_spec: crate::tests::pool_spec(channels, kernel, stride, pad),
             kernel_fmt: KernelFormat::OIHW,
             group: channels,
             q_params: None,
         };
-        let y = model.wire_node("conv", conv, &[x, weights, bias]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        model
+        crate::tests::graph(channels, hw, conv, vec![weights, tensor1(&bias)])
     }
 
     #[test]
@@ -361,17 +344,9 @@ mod tests {
             (16, [2, 2], 3, 1, [1, 1]),
             (32, [11, 10], 3, 3, [0, 2]),
         ] {
-            let theirs = depthwise_graph(channels, hw, kernel, stride, pad);
-            let mut ours = depthwise_graph(channels, hw, kernel, stride, pad);
-            assert_eq!(crate::install(&mut ours).unwrap(), 1);
-            let values: Vec<f32> = (0..channels * hw[0] * hw[1])
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
-                .collect();
-            let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
-            let (ours, theirs) = (
-                crate::tests::run(ours, &input),
-                crate::tests::run(theirs, &input),
-            );
+            let (ours, theirs) = crate::tests::ours_and_theirs(channels, hw, || {
+                depthwise_graph(channels, hw, kernel, stride, pad)
+            });
             let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
             // The same multiply-adds in the same order as tract's x86-64 kernel; elsewhere
             // tract may fuse them, a rounding apart.

@@ -98,7 +98,58 @@ fn map_planes(
 
 #[cfg(test)]
 mod tests {
+    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_core::ops::nn::DataFormat;
     use tract_core::prelude::*;
+
+    /// The window of the operators under test: a square `kernel`, `stride` on both axes,
+    /// padding `pad` = [before, after] on both axes, NCHW, `channels` in and out.
+    pub fn pool_spec(channels: usize, kernel: usize, stride: usize, pad: [usize; 2]) -> PoolSpec {
+        PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec!(kernel, kernel),
+            padding: PaddingSpec::Explicit(tvec!(pad[0], pad[0]), tvec!(pad[1], pad[1])),
+            dilations: None,
+            strides: Some(tvec!(stride, stride)),
+            input_channels: channels,
+            output_channels: channels,
+        }
+    }
+
+    /// A graph of `op` on a [1, channels, h, w] input, with `constants` as its further inputs.
+    pub fn graph(
+        channels: usize,
+        hw: [usize; 2],
+        op: impl Into<Box<dyn TypedOp>>,
+        constants: Vec<Tensor>,
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let mut inputs = vec![model
+            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
+            .unwrap()];
+        for (i, constant) in constants.into_iter().enumerate() {
+            inputs.push(model.add_const(format!("c{i}"), constant).unwrap());
+        }
+        let y = model.wire_node("op", op, &inputs).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    /// Our kernel's and tract's outputs for one input of varied values: `make` builds the
+    /// graph twice, and [`crate::install`] must replace exactly one node of it.
+    pub fn ours_and_theirs(
+        channels: usize,
+        hw: [usize; 2],
+        make: impl Fn() -> TypedModel,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mut ours = make();
+        assert_eq!(crate::install(&mut ours).unwrap(), 1);
+        let values: Vec<f32> = (0..channels * hw[0] * hw[1])
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
+        (run(ours, &input), run(make(), &input))
+    }
 
     /// `model`'s one output for `input`, optimised as facecast loads a model.
     pub fn run(model: TypedModel, input: &Tensor) -> Vec<f32> {

@@ -217,7 +217,6 @@ impl TypedOp for MaxPool2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
     /// A graph of one `MaxPool` on a [1, channels, h, w] input, padded `pad` = [before, after]
     /// on both axes.
@@ -228,25 +227,11 @@ mod tests {
         stride: usize,
         pad: [usize; 2],
     ) -> TypedModel {
-        let mut model = TypedModel::default();
-        let x = model
-            .add_source("x", f32::fact([1, channels, hw[0], hw[1]]))
-            .unwrap();
         let pool = MaxPool {
-            pool_spec: PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(kernel, kernel),
-                padding: PaddingSpec::Explicit(tvec!(pad[0], pad[0]), tvec!(pad[1], pad[1])),
-                dilations: None,
-                strides: Some(tvec!(stride, stride)),
-                input_channels: channels,
-                output_channels: channels,
-            },
+            pool_spec: crate::tests::pool_spec(channels, kernel, stride, pad),
             with_index_outputs: None,
         };
-        let y = model.wire_node("pool", pool, &[x]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        model
+        crate::tests::graph(channels, hw, pool, vec![])
     }
 
     #[test]
@@ -261,16 +246,11 @@ mod tests {
             (2, [10, 11], 3, 3, [0, 2]),
             (1, [4, 4], 2, 1, [0, 0]),
         ] {
-            let theirs = pool_graph(channels, hw, kernel, stride, pad);
-            let mut ours = pool_graph(channels, hw, kernel, stride, pad);
-            assert_eq!(crate::install(&mut ours).unwrap(), 1);
-            let values: Vec<f32> = (0..channels * hw[0] * hw[1])
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
-                .collect();
-            let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
+            let (ours, theirs) = crate::tests::ours_and_theirs(channels, hw, || {
+                pool_graph(channels, hw, kernel, stride, pad)
+            });
             assert_eq!(
-                crate::tests::run(ours, &input),
-                crate::tests::run(theirs, &input),
+                ours, theirs,
                 "{channels}x{hw:?} k{kernel} s{stride} p{pad:?}"
             );
         }
