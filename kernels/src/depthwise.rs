@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat};
-use tract_core::ops::nn::DataFormat;
+
+use crate::Window;
 
 /// Unstrided layers with output planes up to this many pixels are computed here; larger
 /// ones stay with tract. Measured per layer (x86-64, AVX-512): 0.24-0.92 of tract's time at
@@ -37,17 +38,8 @@ const LANES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthwiseConv2d {
-    output_shape: TVec<usize>,
+    window: Window,
     channels: usize,
-    /// Input height and width.
-    input: [usize; 2],
-    /// Output height and width.
-    output: [usize; 2],
-    /// Kernel height and width.
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    /// Padding before the first row and column.
-    pad: [usize; 2],
     /// The weights tap by tap: tap (ky, kx)'s weight for channel c at `(ky * kw + kx) * C + c`.
     taps: Arc<Vec<f32>>,
     /// One bias per channel.
@@ -69,17 +61,20 @@ impl DepthwiseConv2d {
             || conv.kernel_fmt != KernelFormat::OIHW
             || conv.group != channels
             || spec.output_channels != channels
-            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
-            || spec.kernel_shape.len() != 2
-            || spec.dilations().iter().any(|&d| d != 1)
             || node.inputs.len() != 3
+            || channels % LANES != 0
         {
             return Ok(None);
         }
-        let Some((input_shape, output_shape)) = crate::fixed_shapes(model, id)? else {
+        let Some(window) = Window::of(model, id, spec)? else {
             return Ok(None);
         };
-        if input_shape.len() == 4 && input_shape[0] != 1 {
+        // The output's batch is the input's.
+        let shape = &window.output_shape;
+        let strided = window.stride.iter().any(|&s| s > 1);
+        if (shape.len() == 4 && shape[0] != 1)
+            || !(strided || window.output[0] * window.output[1] <= MAX_UNSTRIDED_PIXELS)
+        {
             return Ok(None);
         }
         let (Some(kernel), Some(bias)) = (
@@ -88,19 +83,7 @@ impl DepthwiseConv2d {
         ) else {
             return Ok(None);
         };
-        let input = crate::plane(&input_shape);
-        let padding = spec.computed_padding(&input);
-        let output = [padding[0].convoluted, padding[1].convoluted];
-        let strides = spec.strides();
-        let strided = strides.iter().any(|&s| s > 1);
-        if crate::plane(&output_shape) != output
-            || channels % LANES != 0
-            || !(strided || output[0] * output[1] <= MAX_UNSTRIDED_PIXELS)
-        {
-            return Ok(None);
-        }
-        let kernel_hw = [spec.kernel_shape[0], spec.kernel_shape[1]];
-        let taps = kernel_hw[0] * kernel_hw[1];
+        let taps = window.kernel[0] * window.kernel[1];
         // OIHW with one input channel per group: [C, 1, kh, kw], each channel's taps together.
         if kernel.datum_type() != f32::datum_type()
             || kernel.len() != channels * taps
@@ -125,13 +108,8 @@ impl DepthwiseConv2d {
             bias.to_vec()
         };
         Ok(Some(DepthwiseConv2d {
-            output_shape,
+            window,
             channels,
-            input,
-            output,
-            kernel: kernel_hw,
-            stride: [strides[0], strides[1]],
-            pad: [padding[0].pad_before, padding[1].pad_before],
             taps: Arc::new(tap_major),
             bias: Arc::new(bias),
         }))
@@ -140,22 +118,24 @@ impl DepthwiseConv2d {
     /// Height and width of the padded channel-last input: the rows and columns the output's
     /// windows reach, padding included.
     fn padded(&self) -> [usize; 2] {
-        [0, 1].map(|a| (self.output[a] - 1) * self.stride[a] + self.kernel[a])
+        [0, 1].map(|a| (self.window.output[a] - 1) * self.window.stride[a] + self.window.kernel[a])
     }
 
-    /// `planes` (C planes, height by width) into `padded`, channel-last, zero outside them.
-    fn to_channel_last(&self, planes: &[f32], padded: &mut [f32]) {
+    /// `planes` (C planes, height by width), channel-last in a new scratch of the padded
+    /// size, zero outside them.
+    fn to_channel_last(&self, planes: &[f32]) -> Vec<f32> {
         let c = self.channels;
-        let [h, w] = self.input;
+        let [h, w] = self.window.input;
         let [ph, pw] = self.padded();
-        padded.fill(0.0);
-        let rows = h.min(ph - self.pad[0]);
-        let columns = w.min(pw - self.pad[1]);
+        let mut padded = vec![0.0; ph * pw * c];
+        let rows = h.min(ph - self.window.pad[0]);
+        let columns = w.min(pw - self.window.pad[1]);
         let plane = h * w;
         for y in 0..rows {
             for x in 0..columns {
                 let src = y * w + x;
-                let dst = &mut padded[((y + self.pad[0]) * pw + x + self.pad[1]) * c..][..c];
+                let dst = &mut padded
+                    [((y + self.window.pad[0]) * pw + x + self.window.pad[1]) * c..][..c];
                 // BLOCK channels at a time: a contiguous run of the pixel's vector, read from
                 // BLOCK planes whose next values the following pixel reads.
                 for (block, out) in dst.chunks_exact_mut(BLOCK).enumerate() {
@@ -166,13 +146,14 @@ impl DepthwiseConv2d {
                 }
             }
         }
+        padded
     }
 
     /// `pixels` (channel-last, one C vector per output pixel) into `planes`, in tiles of
     /// BLOCK pixels by BLOCK channels: BLOCK contiguous reads, then BLOCK contiguous writes.
     fn to_planes(&self, pixels: &[f32], planes: &mut [f32]) {
         let c = self.channels;
-        let count = self.output[0] * self.output[1];
+        let count = self.window.output[0] * self.window.output[1];
         let whole = count - count % BLOCK;
         for channel in (0..c).step_by(BLOCK) {
             for p in (0..whole).step_by(BLOCK) {
@@ -231,9 +212,9 @@ impl DepthwiseConv2d {
     fn convolve_portable(&self, padded: &[f32], pixels: &mut [f32]) {
         let c = self.channels;
         let [_, pw] = self.padded();
-        let [kh, kw] = self.kernel;
-        let [sy, sx] = self.stride;
-        let ow = self.output[1];
+        let [kh, kw] = self.window.kernel;
+        let [sy, sx] = self.window.stride;
+        let ow = self.window.output[1];
         // Where each tap's input pixel sits, from the window's top-left one.
         let offsets: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| (ky * pw + kx) * c))
@@ -269,7 +250,12 @@ impl Op for DepthwiseConv2d {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "{} channels, {:?} -> {:?}, kernel {:?} stride {:?} pad {:?}",
-            self.channels, self.input, self.output, self.kernel, self.stride, self.pad
+            self.channels,
+            self.window.input,
+            self.window.output,
+            self.window.kernel,
+            self.window.stride,
+            self.window.pad
         )])
     }
 
@@ -284,12 +270,10 @@ impl EvalOp for DepthwiseConv2d {
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = inputs[0].try_as_plain_ram()?;
         let input = input.as_slice::<f32>()?;
-        let [ph, pw] = self.padded();
-        let mut padded = vec![0.0; ph * pw * self.channels];
-        self.to_channel_last(input, &mut padded);
-        let mut pixels = vec![0.0; self.output[0] * self.output[1] * self.channels];
+        let padded = self.to_channel_last(input);
+        let mut pixels = vec![0.0; self.window.output[0] * self.window.output[1] * self.channels];
         self.convolve(&padded, &mut pixels);
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        let mut output = Tensor::zero::<f32>(&self.window.output_shape)?;
         {
             let mut view = output.try_as_plain_ram_mut()?;
             self.to_planes(&pixels, view.as_slice_mut::<f32>()?);
@@ -300,7 +284,7 @@ impl EvalOp for DepthwiseConv2d {
 
 impl TypedOp for DepthwiseConv2d {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+        Ok(tvec!(inputs[0].datum_type.fact(&self.window.output_shape)))
     }
 
     as_op!();

@@ -26,6 +26,8 @@ mod resize;
 
 pub use prelu::ChannelPrelu;
 
+use tract_core::ops::cnn::PoolSpec;
+use tract_core::ops::nn::DataFormat;
 use tract_core::prelude::*;
 
 /// Replaces the nodes of `model` that facecast's kernels compute; returns how many it replaced.
@@ -65,6 +67,55 @@ fn fixed_shapes(model: &TypedModel, id: usize) -> TractResult<Option<(TVec<usize
         return Ok(None);
     }
     Ok(Some((input_shape.into(), output_shape.into())))
+}
+
+/// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
+/// the geometry the max pool and depthwise kernels share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Window {
+    output_shape: TVec<usize>,
+    /// Input height and width.
+    input: [usize; 2],
+    /// Output height and width.
+    output: [usize; 2],
+    /// Kernel height and width.
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// Padding before the first row and column.
+    pad: [usize; 2],
+}
+
+impl Window {
+    /// Node `id`'s window under `spec`, if it is one these kernels compute: channels first,
+    /// 2-D, no dilation, fixed f32 shapes ([`fixed_shapes`]), and tract's output plane equal to
+    /// ours.
+    fn of(model: &TypedModel, id: usize, spec: &PoolSpec) -> TractResult<Option<Window>> {
+        if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+            || spec.kernel_shape.len() != 2
+            || spec.dilations().iter().any(|&d| d != 1)
+        {
+            return Ok(None);
+        }
+        let Some((input_shape, output_shape)) = fixed_shapes(model, id)? else {
+            return Ok(None);
+        };
+        let input = plane(&input_shape);
+        let padding = spec.computed_padding(&input);
+        let strides = spec.strides();
+        let output = [padding[0].convoluted, padding[1].convoluted];
+        // tract's idea of the output must be ours, or the graph around it would be wrong.
+        if plane(&output_shape) != output {
+            return Ok(None);
+        }
+        Ok(Some(Window {
+            output_shape,
+            input,
+            output,
+            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+            stride: [strides[0], strides[1]],
+            pad: [padding[0].pad_before, padding[1].pad_before],
+        }))
+    }
 }
 
 /// The height and width of a plane: the last two axes of `shape`.

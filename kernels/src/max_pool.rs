@@ -8,69 +8,37 @@
 
 use tract_core::internal::*;
 use tract_core::ops::cnn::MaxPool;
-use tract_core::ops::nn::DataFormat;
+
+use crate::Window;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaxPool2d {
-    output_shape: TVec<usize>,
-    /// Input height and width.
-    input: [usize; 2],
-    /// Output height and width.
-    output: [usize; 2],
-    /// Kernel height and width.
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    /// Padding before the first row and column.
-    pad: [usize; 2],
+    window: Window,
 }
 
 impl MaxPool2d {
     /// The replacement for node `id` if it is a max pool this kernel computes (f32, channels
     /// first, 2-D, no dilation, no index output, fixed shapes).
     pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<MaxPool2d>> {
-        let node = &model.nodes[id];
-        let Some(pool) = node.op_as::<MaxPool>() else {
+        let Some(pool) = model.nodes[id].op_as::<MaxPool>() else {
             return Ok(None);
         };
-        let spec = &pool.pool_spec;
-        if pool.with_index_outputs.is_some()
-            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
-            || spec.kernel_shape.len() != 2
-            || spec.dilations().iter().any(|&d| d != 1)
-        {
+        if pool.with_index_outputs.is_some() {
             return Ok(None);
         }
-        let Some((input_shape, output_shape)) = crate::fixed_shapes(model, id)? else {
-            return Ok(None);
-        };
-        let input = crate::plane(&input_shape);
-        let padding = spec.computed_padding(&input);
-        let strides = spec.strides();
-        let output = [padding[0].convoluted, padding[1].convoluted];
-        // tract's idea of the output must be ours, or the graph around it would be wrong.
-        if crate::plane(&output_shape) != output {
-            return Ok(None);
-        }
-        Ok(Some(MaxPool2d {
-            output_shape,
-            input,
-            output,
-            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-            stride: [strides[0], strides[1]],
-            pad: [padding[0].pad_before, padding[1].pad_before],
-        }))
+        Ok(Window::of(model, id, &pool.pool_spec)?.map(|window| MaxPool2d { window }))
     }
 
     /// Length of one phase of a padded row: enough for every window's last tap.
     fn phase_len(&self) -> usize {
-        self.output[1] + (self.kernel[1] - 1) / self.stride[1]
+        self.window.output[1] + (self.window.kernel[1] - 1) / self.window.stride[1]
     }
 
     /// Where column tap `kx` of output column 0 sits in a phased row: phase `kx % stride`,
     /// from `kx / stride` on.
     fn tap_offsets(&self) -> Vec<usize> {
-        let (stride, phase_len) = (self.stride[1], self.phase_len());
-        (0..self.kernel[1])
+        let (stride, phase_len) = (self.window.stride[1], self.phase_len());
+        (0..self.window.kernel[1])
             .map(|kx| (kx % stride) * phase_len + kx / stride)
             .collect()
     }
@@ -79,11 +47,11 @@ impl MaxPool2d {
     fn row_maxima(&self, row: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
         let padded = &mut scratch.padded;
         padded.fill(f32::MIN);
-        let copied = row.len().min(padded.len() - self.pad[1]);
-        padded[self.pad[1]..][..copied].copy_from_slice(&row[..copied]);
+        let copied = row.len().min(padded.len() - self.window.pad[1]);
+        padded[self.window.pad[1]..][..copied].copy_from_slice(&row[..copied]);
         let phase_len = self.phase_len();
         let phases = &mut scratch.phases;
-        match self.stride[1] {
+        match self.window.stride[1] {
             1 => phases.copy_from_slice(padded),
             // The common stride, written so that it vectorises.
             2 => {
@@ -109,11 +77,11 @@ impl MaxPool2d {
 
     /// One channel plane.
     fn plane(&self, input: &[f32], scratch: &mut Scratch, out: &mut [f32]) {
-        let [_, w] = self.input;
-        let ow = self.output[1];
-        let [h, _] = self.input;
-        let unpadded_halves = self.pad == [0, 0] && self.output == [h / 2, w / 2];
-        if self.kernel == [2, 2] && self.stride == [2, 2] && unpadded_halves {
+        let [_, w] = self.window.input;
+        let ow = self.window.output[1];
+        let [h, _] = self.window.input;
+        let unpadded_halves = self.window.pad == [0, 0] && self.window.output == [h / 2, w / 2];
+        if self.window.kernel == [2, 2] && self.window.stride == [2, 2] && unpadded_halves {
             return pool_2x2_stride_2(input, w, out, ow);
         }
         let mut maxima = std::mem::take(&mut scratch.row_maxima);
@@ -123,10 +91,10 @@ impl MaxPool2d {
         scratch.row_maxima = maxima;
         for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
             out_row.fill(f32::MIN);
-            for ky in 0..self.kernel[0] {
-                let Some(iy) = (oy * self.stride[0] + ky)
-                    .checked_sub(self.pad[0])
-                    .filter(|&iy| iy < self.input[0])
+            for ky in 0..self.window.kernel[0] {
+                let Some(iy) = (oy * self.window.stride[0] + ky)
+                    .checked_sub(self.window.pad[0])
+                    .filter(|&iy| iy < self.window.input[0])
                 else {
                     continue;
                 };
@@ -180,7 +148,7 @@ impl Op for MaxPool2d {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "kernel {:?} stride {:?} pad {:?}",
-            self.kernel, self.stride, self.pad
+            self.window.kernel, self.window.stride, self.window.pad
         )])
     }
 
@@ -194,21 +162,24 @@ impl EvalOp for MaxPool2d {
         let input = args_1!(inputs);
         let phase_len = self.phase_len();
         let mut scratch = Scratch {
-            padded: vec![0.0; phase_len * self.stride[1]],
-            phases: vec![0.0; phase_len * self.stride[1]],
+            padded: vec![0.0; phase_len * self.window.stride[1]],
+            phases: vec![0.0; phase_len * self.window.stride[1]],
             taps: self.tap_offsets(),
-            row_maxima: vec![0.0; self.input[0] * self.output[1]],
+            row_maxima: vec![0.0; self.window.input[0] * self.window.output[1]],
         };
-        let output = crate::map_planes(&input, self.input, &self.output_shape, |input, out| {
-            self.plane(input, &mut scratch, out)
-        })?;
+        let output = crate::map_planes(
+            &input,
+            self.window.input,
+            &self.window.output_shape,
+            |input, out| self.plane(input, &mut scratch, out),
+        )?;
         Ok(tvec!(output))
     }
 }
 
 impl TypedOp for MaxPool2d {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+        Ok(tvec!(inputs[0].datum_type.fact(&self.window.output_shape)))
     }
 
     as_op!();
