@@ -1,8 +1,8 @@
 //! facecast's own tract operators, where tract 0.23 spends its time on these networks in
 //! scalar code or per-plane set-up: max pooling and resizing, which tract computes one output
 //! value at a time, PRelu, which tract-onnx expands to several passes over the tensor, and
-//! depthwise convolutions on small planes or with a stride, which tract convolves one channel
-//! plane at a time.
+//! depthwise convolutions, which tract convolves one channel plane at a time, one output value
+//! at a time.
 //!
 //! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
 //! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
@@ -11,18 +11,14 @@
 //! the MobileNet-style networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize
 //! kernels here compute tract's values (the same comparisons, the same weights summed in the
 //! same order) a whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one
-//! select per value; the depthwise kernel works channel-last, a vector of channels at a time.
+//! select per value; the depthwise kernel works channel-last, a vector of channels at a time, on
+//! small planes, and a vector of neighbouring pixels at a time on large ones.
 //!
 //! [`install`] swaps the pool, resize and depthwise kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it; facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
 //! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
 //! stays quick to build.
-
-mod depthwise;
-mod max_pool;
-mod prelu;
-mod resize;
 
 pub use prelu::ChannelPrelu;
 
@@ -68,6 +64,43 @@ fn fixed_shapes(model: &TypedModel, id: usize) -> TractResult<Option<(TVec<usize
     }
     Ok(Some((input_shape.into(), output_shape.into())))
 }
+
+/// Defines method `$name` of `$ty`: its `#[inline(always)]` method `$portable` (same
+/// arguments) compiled again for AVX-512 and for AVX2, the copy chosen by the CPU it runs on.
+/// The compiler vectorises portable code for the build's baseline (SSE2 on x86-64); the
+/// depthwise kernel's sums ran 1.4-2.4x faster in the AVX-512 copy (measured on its layers).
+/// (A generic function taking the sums as a closure lost the vectorisation: the closure was
+/// compiled apart, for the baseline.)
+macro_rules! on_widest_vectors {
+    ($ty:ty, fn $name:ident => $portable:ident($($arg:ident: $arg_ty:ty),*)) => {
+        fn $name(&self, $($arg: $arg_ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512(this: &$ty, $($arg: $arg_ty),*) {
+                    this.$portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2(this: &$ty, $($arg: $arg_ty),*) {
+                    this.$portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the instructions the function is compiled for.
+                    return unsafe { avx512(self, $($arg),*) };
+                } else if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above.
+                    return unsafe { avx2(self, $($arg),*) };
+                }
+            }
+            self.$portable($($arg),*)
+        }
+    };
+}
+
+mod depthwise;
+mod max_pool;
+mod prelu;
+mod resize;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
 /// the geometry the max pool and depthwise kernels share.
