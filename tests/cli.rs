@@ -256,7 +256,8 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
             .all(|n| !n["detail"].as_str().unwrap().is_empty()));
     }
     // facecast's own operators are in the real networks' plans: every one of FaceMesh's
-    // depthwise layers runs as ours (channel-last or plane rows), none as tract's.
+    // depthwise layers runs as ours (channel-last on small planes, by rows on large ones),
+    // none as tract's.
     let mesh_ops: Vec<&str> = report["models"]["face_mesh"]["ops"]
         .as_array()
         .unwrap()
@@ -264,7 +265,9 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
         .map(|o| o["op"].as_str().unwrap())
         .collect();
     assert!(
-        mesh_ops.contains(&"facecast.DepthwiseConv2d") && !mesh_ops.contains(&"DepthWiseConv"),
+        mesh_ops.contains(&"facecast.DepthwiseConv2d")
+            && mesh_ops.contains(&"facecast.Conv2dRows")
+            && !mesh_ops.contains(&"DepthWiseConv"),
         "{mesh_ops:?}"
     );
 }

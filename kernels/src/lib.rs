@@ -1,8 +1,9 @@
 //! facecast's own tract operators, where tract 0.23 spends its time on these networks in
 //! scalar code or per-plane set-up: max pooling and resizing, which tract computes one output
-//! value at a time, PRelu, which tract-onnx expands to several passes over the tensor, and
+//! value at a time, PRelu, which tract-onnx expands to several passes over the tensor,
 //! depthwise convolutions, which tract convolves one channel plane at a time, one output value
-//! at a time.
+//! at a time, and dense convolutions of a few input planes (first layers), where tract's
+//! im2col matrix product spends as much time packing as multiplying.
 //!
 //! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
 //! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
@@ -11,10 +12,11 @@
 //! the MobileNet-style networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize
 //! kernels here compute tract's values (the same comparisons, the same weights summed in the
 //! same order) a whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one
-//! select per value; the depthwise kernel works channel-last, a vector of channels at a time, on
-//! small planes, and a vector of neighbouring pixels at a time on large ones.
+//! select per value; the convolutions are computed channel-last, a vector of channels at a
+//! time, on small depthwise planes (`depthwise.rs`), and a vector of neighbouring pixels at a
+//! time on the rest (`rows.rs`).
 //!
-//! [`install`] swaps the pool, resize and depthwise kernels in for the nodes they cover after
+//! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it; facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
 //! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
@@ -22,7 +24,7 @@
 
 pub use prelu::ChannelPrelu;
 
-use tract_core::ops::cnn::PoolSpec;
+use tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_core::ops::nn::DataFormat;
 use tract_core::prelude::*;
 
@@ -44,6 +46,9 @@ fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn Typed
         return Ok(Some(Box::new(op)));
     }
     if let Some(op) = depthwise::DepthwiseConv2d::for_node(model, id)? {
+        return Ok(Some(Box::new(op)));
+    }
+    if let Some(op) = rows::Conv2dRows::for_node(model, id)? {
         return Ok(Some(Box::new(op)));
     }
     Ok(resize::Resize2d::for_node(model, id)?.map(|op| Box::new(op) as Box<dyn TypedOp>))
@@ -101,6 +106,7 @@ mod depthwise;
 mod max_pool;
 mod prelu;
 mod resize;
+mod rows;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
 /// the geometry the max pool and depthwise kernels share.
@@ -149,6 +155,84 @@ impl Window {
             pad: [padding[0].pad_before, padding[1].pad_before],
         }))
     }
+}
+
+impl Window {
+    /// The batch size: 1 when tract has dropped the batch axis (CHW).
+    fn batch(&self) -> usize {
+        if self.output_shape.len() == 4 {
+            self.output_shape[0]
+        } else {
+            1
+        }
+    }
+
+    /// Height and width of the padded input the output's windows reach, padding included.
+    fn reach(&self) -> [usize; 2] {
+        [0, 1].map(|a| (self.output[a] - 1) * self.stride[a] + self.kernel[a])
+    }
+}
+
+/// A convolution node's constant weights.
+struct ConvWeights {
+    /// tract's OIHW kernel: output channel, input channel of its group, row, column.
+    kernel: Vec<f32>,
+    /// One bias per output channel.
+    bias: Vec<f32>,
+}
+
+impl ConvWeights {
+    /// The weights of node `id`, `conv` over `window` (inputs: the planes, the kernel, the
+    /// bias), if they are unquantised constant f32 in the OIHW layout.
+    fn of(
+        model: &TypedModel,
+        id: usize,
+        conv: &Conv,
+        window: &Window,
+    ) -> TractResult<Option<ConvWeights>> {
+        let node = &model.nodes[id];
+        if conv.q_params.is_some()
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || node.inputs.len() != 3
+        {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (
+            model.outlet_fact(node.inputs[1])?.konst.clone(),
+            model.outlet_fact(node.inputs[2])?.konst.clone(),
+        ) else {
+            return Ok(None);
+        };
+        let spec = &conv.pool_spec;
+        let outputs = spec.output_channels;
+        let filter = spec.input_channels / conv.group * window.kernel[0] * window.kernel[1];
+        if kernel.datum_type() != f32::datum_type()
+            || kernel.len() != outputs * filter
+            || bias.datum_type() != f32::datum_type()
+            || !(bias.len() == outputs || bias.len() == 1)
+        {
+            return Ok(None);
+        }
+        let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let bias = bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let bias = if bias.len() == 1 {
+            vec![bias[0]; outputs]
+        } else {
+            bias.to_vec()
+        };
+        Ok(Some(ConvWeights { kernel, bias }))
+    }
+}
+
+/// A new f32 tensor of `shape`, every value of which `fill` writes.
+fn output_planes(shape: &[usize], fill: impl FnOnce(&mut [f32])) -> TractResult<Tensor> {
+    // SAFETY: f32 has no invalid values, and every caller's `fill` writes every value before
+    // anything reads it (the convolutions' outputs, pixel by pixel or row by row). Zeroing it
+    // first cost 10-15% of a 96x96x16 depthwise layer.
+    let mut output = unsafe { Tensor::uninitialized::<f32>(shape)? };
+    fill(output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+    Ok(output)
 }
 
 /// The height and width of a plane: the last two axes of `shape`.
@@ -233,6 +317,13 @@ mod tests {
             .collect();
         let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
         (run(ours, &input), run(make(), &input))
+    }
+
+    /// The operators [`crate::install`] puts into `model`.
+    pub fn installed(mut model: TypedModel) -> Vec<String> {
+        crate::install(&mut model).unwrap();
+        let ops = model.nodes.iter().map(|n| n.op().name().to_string());
+        ops.filter(|name| name.starts_with("facecast.")).collect()
     }
 
     /// `model`'s one output for `input`, optimised as facecast loads a model.
