@@ -245,8 +245,10 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
                 "{}: {shares:?}",
                 entry.id
             );
+            // Each share is rounded to three decimals: up to half a thousandth over apiece.
+            let rounding = 0.0005 * shares.len() as f64;
             assert!(
-                shares.iter().sum::<f64>() <= 1.001,
+                shares.iter().sum::<f64>() <= 1.0 + rounding,
                 "{}: {shares:?}",
                 entry.id
             );

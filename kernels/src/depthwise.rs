@@ -234,67 +234,24 @@ impl TypedOp for DepthwiseConv2d {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use tract_core::ops::cnn::KernelFormat;
-
-    /// A graph of one depthwise `Conv` on a [1, channels, h, w] input, padded `pad` =
-    /// [before, after] on both axes, with varied weights and biases.
-    fn depthwise_graph(
-        channels: usize,
-        hw: [usize; 2],
-        kernel: usize,
-        stride: usize,
-        pad: [usize; 2],
-    ) -> TypedModel {
-        let weights: Vec<f32> = (0..channels * kernel * kernel)
-            .map(|i| ((i * 29 % 31) as f32 - 15.0) / 16.0)
-            .collect();
-        let weights = Tensor::from_shape(&[channels, 1, kernel, kernel], &weights).unwrap();
-        let bias: Vec<f32> = (0..channels).map(|i| (i % 5) as f32 / 4.0).collect();
-        let conv = Conv {
-            pool_spec: crate::tests::pool_spec(channels, kernel, stride, pad),
-            kernel_fmt: KernelFormat::OIHW,
-            group: channels,
-            q_params: None,
-        };
-        crate::tests::graph(channels, hw, conv, vec![weights, tensor1(&bias)])
-    }
+    use crate::tests::{conv_graph, depthwise_layers_equal_tract, installed};
 
     #[test]
     fn equals_tract_on_sizes_strides_and_paddings() {
-        for (channels, hw, kernel, stride, pad) in [
+        depthwise_layers_equal_tract(&[
             (384, [6, 6], 3, 1, [1, 1]),
             (64, [24, 24], 3, 1, [1, 1]),
             (16, [7, 9], 3, 2, [1, 1]),
             (48, [12, 12], 5, 1, [2, 2]),
             (16, [2, 2], 3, 1, [1, 1]),
             (32, [11, 10], 3, 3, [0, 2]),
-        ] {
-            let (ours, theirs) = crate::tests::ours_and_theirs(channels, hw, || {
-                depthwise_graph(channels, hw, kernel, stride, pad)
-            });
-            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
-            // The same multiply-adds in the same order as tract's x86-64 kernel; elsewhere
-            // tract may fuse them, a rounding apart.
-            if cfg!(target_arch = "x86_64") {
-                assert_eq!(ours, theirs, "{case}");
-            } else {
-                assert_eq!(ours.len(), theirs.len(), "{case}");
-                for (a, b) in ours.iter().zip(&theirs) {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                        "{case}: {a} vs {b}"
-                    );
-                }
-            }
-        }
+        ]);
     }
 
     #[test]
     fn leaves_large_planes_and_odd_channel_counts_to_rows() {
         for (channels, hw, stride) in [(32, [48, 48], 1), (24, [12, 12], 1), (24, [12, 12], 2)] {
-            let model = depthwise_graph(channels, hw, 3, stride, [1, 1]);
-            let ops = crate::tests::installed(model);
+            let ops = installed(conv_graph([channels; 3], hw, 3, stride, [1, 1]));
             assert_eq!(ops, ["facecast.Conv2dRows"], "{channels}x{hw:?} s{stride}");
         }
     }

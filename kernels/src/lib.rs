@@ -266,7 +266,7 @@ fn map_planes(
 
 #[cfg(test)]
 mod tests {
-    use tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
     use tract_core::ops::nn::DataFormat;
     use tract_core::prelude::*;
 
@@ -317,6 +317,61 @@ mod tests {
             .collect();
         let input = Tensor::from_shape(&[1, channels, hw[0], hw[1]], &values).unwrap();
         (run(ours, &input), run(make(), &input))
+    }
+
+    /// A graph of one `Conv` of `groups` groups on a [1, inputs, h, w] input to `outputs`
+    /// channels, padded `pad` = [before, after] on both axes, with varied weights and biases.
+    pub fn conv_graph(
+        [inputs, outputs, groups]: [usize; 3],
+        hw: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        pad: [usize; 2],
+    ) -> TypedModel {
+        let weights: Vec<f32> = (0..outputs * inputs / groups * kernel * kernel)
+            .map(|i| ((i * 29 % 31) as f32 - 15.0) / 16.0)
+            .collect();
+        let shape = [outputs, inputs / groups, kernel, kernel];
+        let weights = Tensor::from_shape(&shape, &weights).unwrap();
+        let bias: Vec<f32> = (0..outputs).map(|i| (i % 5) as f32 / 4.0).collect();
+        let mut pool_spec = pool_spec(inputs, kernel, stride, pad);
+        pool_spec.output_channels = outputs;
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: groups,
+            q_params: None,
+        };
+        graph(inputs, hw, conv, vec![weights, tensor1(&bias)])
+    }
+
+    /// Depthwise layers of `channels` on [h, w] planes, with a square `kernel`, `stride` and
+    /// padding `pad` ([before, after]), each computed by our kernel (which must take it) and by
+    /// tract: the same multiply-adds in the same order as tract's x86-64 kernel, so equal
+    /// there; elsewhere tract may fuse them, a rounding apart.
+    pub fn depthwise_layers_equal_tract(cases: &[(usize, [usize; 2], usize, usize, [usize; 2])]) {
+        for &(channels, hw, kernel, stride, pad) in cases {
+            let groups = [channels; 3];
+            let (ours, theirs) =
+                ours_and_theirs(channels, hw, || conv_graph(groups, hw, kernel, stride, pad));
+            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
+            if cfg!(target_arch = "x86_64") {
+                assert_eq!(ours, theirs, "{case}");
+            } else {
+                assert_close(&ours, &theirs, &case);
+            }
+        }
+    }
+
+    /// Within 1e-5, relative to the larger of 1 and tract's value.
+    pub fn assert_close(ours: &[f32], theirs: &[f32], case: &str) {
+        assert_eq!(ours.len(), theirs.len(), "{case}");
+        for (a, b) in ours.iter().zip(theirs) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{case}: {a} vs {b}"
+            );
+        }
     }
 
     /// The operators [`crate::install`] puts into `model`.

@@ -301,40 +301,13 @@ impl TypedOp for Conv2dRows {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use tract_core::ops::cnn::KernelFormat;
-
-    /// A graph of one `Conv` of `groups` groups on a [1, inputs, h, w] input to `outputs`
-    /// channels, padded `pad` = [before, after] on both axes, with varied weights and biases.
-    fn conv_graph(
-        [inputs, outputs, groups]: [usize; 3],
-        hw: [usize; 2],
-        kernel: usize,
-        stride: usize,
-        pad: [usize; 2],
-    ) -> TypedModel {
-        let weights: Vec<f32> = (0..outputs * inputs / groups * kernel * kernel)
-            .map(|i| ((i * 29 % 31) as f32 - 15.0) / 16.0)
-            .collect();
-        let shape = [outputs, inputs / groups, kernel, kernel];
-        let weights = Tensor::from_shape(&shape, &weights).unwrap();
-        let bias: Vec<f32> = (0..outputs).map(|i| (i % 5) as f32 / 4.0).collect();
-        let mut pool_spec = crate::tests::pool_spec(inputs, kernel, stride, pad);
-        pool_spec.output_channels = outputs;
-        let conv = Conv {
-            pool_spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: groups,
-            q_params: None,
-        };
-        crate::tests::graph(inputs, hw, conv, vec![weights, tensor1(&bias)])
-    }
+    use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
 
     #[test]
     fn depthwise_layers_equal_tract() {
-        for (channels, hw, kernel, stride, pad) in [
-            // Rows not a multiple of ROWS nor columns of LANES, strides of 1 and 2 with
-            // either padding parity, 5x5 kernels, channel counts in and out of whole vectors.
+        // Rows not a multiple of ROWS nor columns of LANES, strides of 1 and 2 with either
+        // padding parity, 5x5 kernels, channel counts in and out of whole vectors.
+        crate::tests::depthwise_layers_equal_tract(&[
             (16, [96, 96], 3, 1, [1, 1]),
             (32, [48, 48], 3, 1, [1, 1]),
             (24, [12, 12], 3, 1, [1, 1]),
@@ -344,19 +317,7 @@ mod tests {
             (8, [61, 75], 3, 2, [1, 1]),
             (24, [12, 12], 3, 2, [1, 1]),
             (6, [40, 41], 5, 2, [2, 1]),
-        ] {
-            let (ours, theirs) = crate::tests::ours_and_theirs(channels, hw, || {
-                conv_graph([channels, channels, channels], hw, kernel, stride, pad)
-            });
-            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
-            // The same multiply-adds in the same order as tract's x86-64 kernel; elsewhere
-            // tract may fuse them, a rounding apart.
-            if cfg!(target_arch = "x86_64") {
-                assert_eq!(ours, theirs, "{case}");
-            } else {
-                assert_close(&ours, &theirs, &case);
-            }
-        }
+        ]);
     }
 
     #[test]
@@ -371,22 +332,12 @@ mod tests {
             // Two groups of four planes, three outputs each.
             ([8, 6, 2], [17, 21], 3, 1, [1, 1]),
         ] {
-            let (ours, theirs) = crate::tests::ours_and_theirs(inputs, hw, || {
+            let (ours, theirs) = ours_and_theirs(inputs, hw, || {
                 conv_graph([inputs, outputs, groups], hw, kernel, stride, pad)
             });
             let case = format!("{inputs}->{outputs}/{groups} {hw:?} k{kernel} s{stride} p{pad:?}");
             // tract's matrix products fuse each multiply and add.
             assert_close(&ours, &theirs, &case);
-        }
-    }
-
-    fn assert_close(ours: &[f32], theirs: &[f32], case: &str) {
-        assert_eq!(ours.len(), theirs.len(), "{case}");
-        for (a, b) in ours.iter().zip(theirs) {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "{case}: {a} vs {b}"
-            );
         }
     }
 
@@ -399,7 +350,7 @@ mod tests {
             ([3, 32, 1], 3, 2),
         ] {
             let model = conv_graph([inputs, outputs, groups], [48, 48], kernel, stride, [1, 1]);
-            let ops = crate::tests::installed(model);
+            let ops = installed(model);
             assert!(
                 ops.is_empty(),
                 "{inputs}->{outputs}/{groups} k{kernel} s{stride}: {ops:?}"
