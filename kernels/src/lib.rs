@@ -345,11 +345,13 @@ mod tests {
         graph(inputs, hw, conv, vec![weights, tensor1(&bias)])
     }
 
-    /// Depthwise layers of `channels` on [h, w] planes, with a square `kernel`, `stride` and
-    /// padding `pad` ([before, after]), each computed by our kernel (which must take it) and by
-    /// tract: the same multiply-adds in the same order as tract's x86-64 kernel, so equal
-    /// there; elsewhere tract may fuse them, a rounding apart.
-    pub fn depthwise_layers_equal_tract(cases: &[(usize, [usize; 2], usize, usize, [usize; 2])]) {
+    /// A depthwise layer: channels, input [h, w], square kernel, stride, padding [before, after].
+    pub type DepthwiseCase = (usize, [usize; 2], usize, usize, [usize; 2]);
+
+    /// Each depthwise layer computed by our kernel (which must take it) and by tract: the same
+    /// multiply-adds in the same order as tract's x86-64 kernel, so equal there; elsewhere
+    /// tract may fuse them, a rounding apart.
+    pub fn depthwise_layers_equal_tract(cases: &[DepthwiseCase]) {
         for &(channels, hw, kernel, stride, pad) in cases {
             let groups = [channels; 3];
             let (ours, theirs) =
