@@ -154,23 +154,20 @@ impl DepthwiseConv2d {
         let offsets: Vec<usize> = (0..kh)
             .flat_map(|ky| (0..kw).map(move |kx| (ky * pw + kx) * c))
             .collect();
-        {
-            for (p, out) in pixels.chunks_exact_mut(c).enumerate() {
-                let corner = ((p / ow) * sy * pw + (p % ow) * sx) * c;
-                let window = &padded[corner..];
-                for start in (0..c).step_by(LANES) {
-                    let mut sum: [f32; LANES] =
-                        self.bias[start..][..LANES].try_into().expect("LANES");
-                    for (&offset, weights) in offsets.iter().zip(self.taps.chunks_exact(c)) {
-                        let w: [f32; LANES] = weights[start..][..LANES].try_into().expect("LANES");
-                        let x: [f32; LANES] =
-                            window[offset + start..][..LANES].try_into().expect("LANES");
-                        for i in 0..LANES {
-                            sum[i] += w[i] * x[i];
-                        }
+        for (p, out) in pixels.chunks_exact_mut(c).enumerate() {
+            let corner = ((p / ow) * sy * pw + (p % ow) * sx) * c;
+            let window = &padded[corner..];
+            for start in (0..c).step_by(LANES) {
+                let mut sum: [f32; LANES] = self.bias[start..][..LANES].try_into().expect("LANES");
+                for (&offset, weights) in offsets.iter().zip(self.taps.chunks_exact(c)) {
+                    let w: [f32; LANES] = weights[start..][..LANES].try_into().expect("LANES");
+                    let x: [f32; LANES] =
+                        window[offset + start..][..LANES].try_into().expect("LANES");
+                    for i in 0..LANES {
+                        sum[i] += w[i] * x[i];
                     }
-                    out[start..][..LANES].copy_from_slice(&sum);
                 }
+                out[start..][..LANES].copy_from_slice(&sum);
             }
         }
     }
@@ -189,13 +186,9 @@ impl Op for DepthwiseConv2d {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} channels, {:?} -> {:?}, kernel {:?} stride {:?} pad {:?}",
+            "{} channels, {}",
             self.channels,
-            self.window.input,
-            self.window.output,
-            self.window.kernel,
-            self.window.stride,
-            self.window.pad
+            self.window.describe()
         )])
     }
 

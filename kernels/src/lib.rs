@@ -109,7 +109,7 @@ mod resize;
 mod rows;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
-/// the geometry the max pool and depthwise kernels share.
+/// the geometry the max pool and convolution kernels share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Window {
     output_shape: TVec<usize>,
@@ -155,9 +155,7 @@ impl Window {
             pad: [padding[0].pad_before, padding[1].pad_before],
         }))
     }
-}
 
-impl Window {
     /// The batch size: 1 when tract has dropped the batch axis (CHW).
     fn batch(&self) -> usize {
         if self.output_shape.len() == 4 {
@@ -170,6 +168,14 @@ impl Window {
     /// Height and width of the padded input the output's windows reach, padding included.
     fn reach(&self) -> [usize; 2] {
         [0, 1].map(|a| (self.output[a] - 1) * self.stride[a] + self.kernel[a])
+    }
+
+    /// The planes and the window, for an operator's description in tract's profiles.
+    fn describe(&self) -> String {
+        format!(
+            "{:?} -> {:?}, kernel {:?} stride {:?} pad {:?}",
+            self.input, self.output, self.kernel, self.stride, self.pad
+        )
     }
 }
 

@@ -261,15 +261,11 @@ impl Op for Conv2dRows {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} groups of {} -> {} channels, {:?} -> {:?}, kernel {:?} stride {:?} pad {:?}",
+            "{} groups of {} -> {} channels, {}",
             self.groups,
             self.group_inputs,
             self.group_outputs,
-            self.window.input,
-            self.window.output,
-            self.window.kernel,
-            self.window.stride,
-            self.window.pad
+            self.window.describe()
         )])
     }
 
