@@ -2,9 +2,9 @@
 //! scalar code or per-plane set-up: max pooling and resizing, which tract computes one output
 //! value at a time, PRelu, which tract-onnx expands to several passes over the tensor,
 //! depthwise convolutions, which tract convolves one channel plane at a time, one output value
-//! at a time, dense convolutions of a few input planes (first layers), where tract's
-//! im2col matrix product spends as much time packing as multiplying, and 1x1 convolutions,
-//! where tract packs the input planes before its matrix product.
+//! at a time, and dense convolutions, which tract computes as matrix products of packed
+//! copies of the input (an im2col copy for a KxK kernel, panels for a 1x1 one): for a few
+//! input planes (first layers) and the 1x1 layers the packing took as long as the product.
 //!
 //! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
 //! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
@@ -15,12 +15,12 @@
 //! same order) a whole row at a time, in loops the compiler vectorises; [`ChannelPrelu`] is one
 //! select per value; the convolutions are computed channel-last, a vector of channels at a
 //! time, on small depthwise planes (`depthwise.rs`), and a vector of neighbouring pixels at a
-//! time on the rest (`rows.rs`); the 1x1 convolutions sum the input planes in place, a panel
-//! of pixels and a block of output channels at a time (`pointwise.rs`).
+//! time on the rest (`rows.rs`); the dense ones as sums of shifted input planes, a panel of
+//! pixels and a block of output channels at a time, without packing (`panels.rs`).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
-//! tract has decluttered the graph and before it optimises it (a 1x1 convolution with the bias
-//! and ReLU that follow it); facecast's ONNX front end wires
+//! tract has decluttered the graph and before it optimises it (a dense convolution with the
+//! bias and ReLU that follow it); facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
 //! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
 //! stays quick to build.
@@ -38,7 +38,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
         if let Some(op) = kernel_for(model, id)? {
             model.nodes[id].op = op;
             replaced += 1;
-        } else if let Some(patch) = pointwise::PointwiseConv::patch_for(model, id)? {
+        } else if let Some(patch) = panels::Conv2dPanels::patch_for(model, id)? {
             // The patch adds the kernel's node after the others and leaves the nodes it
             // replaces unread; tract's optimiser drops those.
             patch.apply(model)?;
@@ -112,7 +112,7 @@ macro_rules! on_widest_vectors {
 
 mod depthwise;
 mod max_pool;
-mod pointwise;
+mod panels;
 mod prelu;
 mod resize;
 mod rows;

@@ -40,11 +40,12 @@ const MAX_KERNEL: usize = 5;
 const ROW_WINDOW: usize = LANES + MAX_KERNEL - 1;
 
 /// Input planes per output channel (per group) computed here. Dense layers read all their
-/// input planes for every output; beyond a few, tract's matrix product reuses each loaded
-/// value across many outputs, which this kernel does not. Strided layers of several input
-/// planes per output stay with tract too: per layer, against tract's time, 0.6 on BlazeFace's
-/// first (3 -> 32, 192x192) but 1.1 on FaceMesh's (3 -> 16) and 1.13 on the short-range
-/// BlazeFace's 5x5; unstrided ones 0.29-0.59 (docs/performance.md).
+/// input planes for every output; beyond a few, a matrix product (tract's, or the panels of
+/// [`crate::panels`]) reuses each loaded value across many outputs, which this kernel does
+/// not. Strided layers of several input planes per output go there too: per layer, against
+/// tract's time, this kernel took 0.6 on BlazeFace's first (3 -> 32, 192x192) but 1.1 on
+/// FaceMesh's (3 -> 16) and 1.13 on the short-range BlazeFace's 5x5; unstrided ones 0.29-0.59
+/// (docs/performance.md).
 const MAX_GROUP_INPUTS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn leaves_large_kernels_strides_and_deep_inputs_to_tract() {
+    fn leaves_large_kernels_strides_and_deep_inputs_to_others() {
         for ([inputs, outputs, groups], kernel, stride) in [
             ([24, 24, 24], 3, 3),
             ([32, 32, 32], 7, 1),
@@ -348,7 +349,7 @@ mod tests {
             let model = conv_graph([inputs, outputs, groups], [48, 48], kernel, stride, [1, 1]);
             let ops = installed(model);
             assert!(
-                ops.is_empty(),
+                !ops.contains(&"facecast.Conv2dRows".to_string()),
                 "{inputs}->{outputs}/{groups} k{kernel} s{stride}: {ops:?}"
             );
         }

@@ -1,0 +1,772 @@
+//! Dense convolutions of f32 NCHW planes as sums of shifted planes, with their bias and ReLU:
+//! each output plane is, for every input plane and tap, the tap's weight times the input
+//! plane shifted by the tap, computed a panel of neighbouring output pixels at a time.
+//!
+//! tract 0.23 runs a convolution as a matrix product that first packs its input: an im2col
+//! copy (one column per tap of every input plane) for a KxK kernel, the planes into panels for
+//! a 1x1 kernel (which it declutters into an `EinSum`, `NIHW,OI->NOHW`). On FaceMesh's
+//! 96x96x16 1x1 layers the packing took longer than the product (0.41 and 0.35 ms, 7 GFLOP/s
+//! together); on the age network's first layer (7x7, stride 2) tract ran at 2-3 GFLOP/s.
+//!
+//! Here nothing is packed per tap. A 1x1 convolution reads its input planes in place. A KxK
+//! one copies each input plane once into a zero-padded scratch plane, split by a stride S into
+//! its S x S phases (every S-th row and column), so that each tap of every output pixel reads
+//! the pixel at a fixed offset from the output pixel's own position: the panel then sums, for
+//! each (input plane, tap), a row of the scratch at that tap's offset. The output is computed
+//! at the scratch's width (columns past the output's are dropped). For a panel of pixels (one
+//! or two vectors of 16), a block of output channels keeps its sums in registers while the
+//! (input plane, tap) rows stream through, then adds the bias and clamps at zero once.
+//!
+//! Each output is tract's: the products summed in tract's order (input plane, row, column),
+//! each multiplied and added in one rounding where the CPU can (as tract's matrix kernels do),
+//! then the bias added: on x86-64 the values are tract's exactly (the tests compare).
+
+use std::sync::Arc;
+
+use tract_core::internal::*;
+use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
+use tract_core::ops::cnn::Conv;
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::math::{Add, Max};
+
+use crate::{ConvWeights, Window};
+
+/// Neighbouring pixels in one vector: one 512-bit vector, two 256-bit ones.
+const LANES: usize = 16;
+
+/// Output channels per block of the packed weights: the most any copy of the kernel sums at
+/// once. A block's weights for one (input plane, tap) are contiguous.
+const BLOCK: usize = 8;
+
+/// The 1x1 convolutions tract's declutter writes, channels first, batch of one or none
+/// (`N` and no `N` have the same memory layout).
+const EXPRESSIONS: [&str; 4] = [
+    "NIHW,OI->NOHW",
+    "NIHW,OI->OHW",
+    "IHW,OI->NOHW",
+    "IHW,OI->OHW",
+];
+
+/// Weights below this magnitude are taken as zero. age_v1 has filters that training decayed
+/// to nothing: 2,205 of the 9,408 weights of its first layer are below 1e-30 (1,332 of them
+/// subnormal), and their products with the input are subnormal numbers, which the CPU
+/// multiplies and adds on a slow path (the layer ran at 4 GFLOP/s, tract's at 2.3). Such a
+/// product is below 1e-30 times the input, lost in any output of normal size.
+const NEGLIGIBLE: f32 = 1e-30;
+
+/// The largest kernel side and stride computed here: the networks' first layers (7x7, stride
+/// 2) and their 3x3 and 5x5 layers.
+const MAX_KERNEL: usize = 7;
+const MAX_STRIDE: usize = 2;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2dPanels {
+    inputs: usize,
+    outputs: usize,
+    /// How the sums' rows are laid out: the input planes themselves, or a scratch copy.
+    source: Source,
+    /// Output pixels computed per plane: the output's, or its rows at the scratch's width.
+    computed: usize,
+    /// Where each summed row starts in the source, relative to the output pixel: one per
+    /// input plane and tap, in tract's order (input plane, row, column).
+    offsets: Arc<Vec<usize>>,
+    output_shape: TVec<usize>,
+    /// The weights in blocks of [`BLOCK`] output channels: output channel `o`'s weight for
+    /// summed row `k` (of `offsets`) at `((o / BLOCK) * offsets.len() + k) * BLOCK + o % BLOCK`;
+    /// zero past the last output channel.
+    weights: Arc<Vec<f32>>,
+    /// One bias per output channel (zero without a bias), zero past the last one.
+    bias: Arc<Vec<f32>>,
+    /// Clamps the outputs at zero: a ReLU fused in.
+    relu: bool,
+}
+
+/// Where the summed rows are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// A 1x1 convolution without stride: the input planes, in place.
+    Planes,
+    /// A zero-padded copy of the input planes, each split into its stride's phases.
+    Phases(Phases),
+}
+
+/// The scratch of a KxK convolution: input plane `i`'s phase `(py, px)` (its padded rows
+/// `py, py + S, ...` and columns `px, px + S, ...`) is a `height` by `width` plane at
+/// `(i * S * S + py * S + px) * height * width`. Output pixel `(y, x)`'s tap `(ky, kx)` is
+/// phase `(ky % S, kx % S)`'s pixel `(y + ky / S, x + kx / S)`; the outputs are computed at
+/// `width` per row, so that pixel is the output position plus a fixed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phases {
+    window: Window,
+    height: usize,
+    width: usize,
+}
+
+impl Phases {
+    fn new(window: Window) -> Phases {
+        let [kh, kw] = window.kernel;
+        let [sy, sx] = window.stride;
+        let [oh, ow] = window.output;
+        Phases {
+            height: oh + (kh - 1) / sy,
+            width: ow + (kw - 1) / sx,
+            window,
+        }
+    }
+
+    /// Scratch offsets of every (input plane, tap), in tract's order.
+    fn offsets(&self, inputs: usize) -> Vec<usize> {
+        let [kh, kw] = self.window.kernel;
+        let [sy, sx] = self.window.stride;
+        let mut offsets = Vec::with_capacity(inputs * kh * kw);
+        for i in 0..inputs {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let phase = (i * sy + ky % sy) * sx + kx % sx;
+                    let shift = (ky / sy) * self.width + kx / sx;
+                    offsets.push(phase * self.height * self.width + shift);
+                }
+            }
+        }
+        offsets
+    }
+
+    /// The scratch for `inputs` planes: every phase of every plane, zero where the padding is.
+    /// Past the last phase, room for the last output row's columns past the output's, which
+    /// read beyond their row (their sums are dropped).
+    fn fill(&self, inputs: usize, input: &[f32], scratch: &mut Vec<f32>) {
+        let [h, w] = self.window.input;
+        let [sy, sx] = self.window.stride;
+        let [top, left] = self.window.pad;
+        let phase_len = self.height * self.width;
+        scratch.clear();
+        scratch.resize(inputs * sy * sx * phase_len + self.width, 0.0);
+        for (plane, phases) in input
+            .chunks_exact(h * w)
+            .zip(scratch.chunks_exact_mut(sy * sx * phase_len))
+        {
+            for (py, phase_rows) in phases.chunks_exact_mut(sx * phase_len).enumerate() {
+                for r in 0..self.height {
+                    // Padded row py + r * sy is input row y.
+                    let Some(y) = (py + r * sy).checked_sub(top).filter(|&y| y < h) else {
+                        continue;
+                    };
+                    let source = &plane[y * w..][..w];
+                    for (px, phase) in phase_rows.chunks_exact_mut(phase_len).enumerate() {
+                        let row = &mut phase[r * self.width..][..self.width];
+                        for (c, to) in row.iter_mut().enumerate() {
+                            if let Some(&value) =
+                                (px + c * sx).checked_sub(left).and_then(|x| source.get(x))
+                            {
+                                *to = value;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Conv2dPanels {
+    /// A patch replacing node `id` by this kernel, with the bias `Add` and the ReLU (`Max`
+    /// with zero) that follow it when they do, if `id` is a dense convolution it computes:
+    /// f32, channels first, batch of one, constant weights, fixed shapes, and either a 1x1
+    /// convolution as tract declutters it (an `EinSum` of [`EXPRESSIONS`]) or a `Conv` of one
+    /// group, no dilation, a kernel side up to [`MAX_KERNEL`] and a stride up to
+    /// [`MAX_STRIDE`]. (The rows kernel, tried first, takes the unstrided convolutions of a few
+    /// input planes.)
+    pub fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+        let Some(layer) = Layer::of(model, id)? else {
+            return Ok(None);
+        };
+        let mut last = OutletId::new(id, 0);
+        let mut bias = layer.bias;
+        if bias.is_none() {
+            if let Some((add, constant)) = single_binary_successor::<Add>(model, last)? {
+                if let Some(values) = channel_values(&constant, layer.outputs) {
+                    bias = Some(values);
+                    last = OutletId::new(add, 0);
+                }
+            }
+        }
+        let mut relu = false;
+        if let Some((max, constant)) = single_binary_successor::<Max>(model, last)? {
+            if channel_values(&constant, 1) == Some(vec![0.0]) {
+                relu = true;
+                last = OutletId::new(max, 0);
+            }
+        }
+        let Some(output_shape) = model.outlet_fact(last)?.shape.as_concrete() else {
+            return Ok(None);
+        };
+        let [oh, ow] = layer.output;
+        if output_shape.iter().product::<usize>() != layer.outputs * oh * ow {
+            return Ok(None);
+        }
+        let (source, computed, offsets) = match layer.phases {
+            None => {
+                let pixels = oh * ow;
+                (
+                    Source::Planes,
+                    pixels,
+                    (0..layer.inputs).map(|i| i * pixels).collect(),
+                )
+            }
+            Some(phases) => {
+                let offsets = phases.offsets(layer.inputs);
+                (Source::Phases(phases.clone()), oh * phases.width, offsets)
+            }
+        };
+        let rows = offsets.len();
+        let blocks = layer.outputs.div_ceil(BLOCK);
+        let mut packed = vec![0.0; blocks * rows * BLOCK];
+        for (o, filter) in layer.weights.chunks_exact(rows).enumerate() {
+            for (k, &weight) in filter.iter().enumerate() {
+                let weight = if weight.abs() < NEGLIGIBLE {
+                    0.0
+                } else {
+                    weight
+                };
+                packed[((o / BLOCK) * rows + k) * BLOCK + o % BLOCK] = weight;
+            }
+        }
+        let mut bias = bias.unwrap_or_else(|| vec![0.0; layer.outputs]);
+        bias.resize(blocks * BLOCK, 0.0);
+        let op = Conv2dPanels {
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+            source,
+            computed,
+            offsets: Arc::new(offsets),
+            output_shape: output_shape.into(),
+            weights: Arc::new(packed),
+            bias: Arc::new(bias),
+            relu,
+        };
+        let node = &model.nodes[id];
+        let mut patch = TypedModelPatch::new("facecast.Conv2dPanels");
+        let planes = patch.tap_model(model, node.inputs[0])?;
+        let output = patch.wire_node(&node.name, op, &[planes])?;
+        patch.shunt_outside(model, last, output[0])?;
+        Ok(Some(patch))
+    }
+
+    /// Every output plane from `input`: the scratch filled if there is one, the sums computed,
+    /// and the columns past the output's dropped.
+    fn convolve(&self, input: &[f32], output: &mut [f32]) {
+        let Source::Phases(phases) = &self.source else {
+            return self.sums(input, output);
+        };
+        let mut scratch = Vec::new();
+        phases.fill(self.inputs, input, &mut scratch);
+        let mut wide = vec![0.0; self.outputs * self.computed];
+        self.sums(&scratch, &mut wide);
+        let ow = phases.window.output[1];
+        for (to, from) in output
+            .chunks_exact_mut(ow)
+            .zip(wide.chunks_exact(phases.width))
+        {
+            to.copy_from_slice(&from[..ow]);
+        }
+    }
+
+    /// Every output plane's sums (`computed` pixels each) from `source`: with AVX-512, eight
+    /// output channels by two vectors of pixels summed in 16 of its 32 registers
+    /// ([`avx512`]); elsewhere the portable panels of four output channels by one vector,
+    /// which the compiler vectorises (for AVX2 in a copy of their own). Written portably, the
+    /// eight by two panel's sums were not kept in registers: gathers and scatters, 10x slower
+    /// than tract.
+    fn sums(&self, source: &[f32], output: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(this: &Conv2dPanels, source: &[f32], output: &mut [f32]) {
+                this.planes::<4, 1, true>(source, output)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the instructions the function is compiled for.
+                return unsafe { avx512::planes(self, source, output) };
+            } else if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above.
+                return unsafe { avx2(self, source, output) };
+            }
+        }
+        // Fused multiply-adds only where they are instructions: elsewhere they are calls.
+        const FUSED: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
+        self.planes::<4, 1, FUSED>(source, output)
+    }
+
+    /// Every output plane's sums, R output channels by V vectors of pixels at a time, the
+    /// last pixels (less than a vector) through a zero-padded copy of their rows.
+    #[inline(always)]
+    fn planes<const R: usize, const V: usize, const FUSED: bool>(
+        &self,
+        source: &[f32],
+        output: &mut [f32],
+    ) {
+        let computed = self.computed;
+        let mut first = 0;
+        while first + V * LANES <= computed {
+            self.panel::<R, V, FUSED>(source, &self.offsets, first, output, computed);
+            first += V * LANES;
+        }
+        while first + LANES <= computed {
+            self.panel::<R, 1, FUSED>(source, &self.offsets, first, output, computed);
+            first += LANES;
+        }
+        let rest = computed - first;
+        if rest == 0 {
+            return;
+        }
+        let mut last_rows = vec![0.0; self.offsets.len() * LANES];
+        for (to, &offset) in last_rows.chunks_exact_mut(LANES).zip(self.offsets.iter()) {
+            to[..rest].copy_from_slice(&source[offset + first..][..rest]);
+        }
+        let offsets: Vec<usize> = (0..self.offsets.len()).map(|k| k * LANES).collect();
+        let mut last_output = vec![0.0; self.outputs * LANES];
+        self.panel::<R, 1, FUSED>(&last_rows, &offsets, 0, &mut last_output, LANES);
+        for (from, plane) in last_output
+            .chunks_exact(LANES)
+            .zip(output.chunks_exact_mut(computed))
+        {
+            plane[first..].copy_from_slice(&from[..rest]);
+        }
+    }
+
+    /// Pixels `first..first + V * LANES` of every output plane (planes `output_plane` apart in
+    /// `output`) from the rows of `source` at `offsets` (shifted by `first`), R output channels
+    /// at a time: their R by V vectors of sums stay in registers while the rows stream through.
+    #[inline(always)]
+    fn panel<const R: usize, const V: usize, const FUSED: bool>(
+        &self,
+        source: &[f32],
+        offsets: &[usize],
+        first: usize,
+        output: &mut [f32],
+        output_plane: usize,
+    ) {
+        let width = V * LANES;
+        let rows = offsets.len();
+        for channel in (0..self.outputs).step_by(R) {
+            let block = &self.weights[(channel / BLOCK) * rows * BLOCK + channel % BLOCK..];
+            let mut sums = [[[0.0f32; LANES]; V]; R];
+            for (k, &offset) in offsets.iter().enumerate() {
+                let pixels = &source[offset + first..][..width];
+                let vectors: [[f32; LANES]; V] = std::array::from_fn(|v| {
+                    pixels[v * LANES..][..LANES].try_into().expect("LANES")
+                });
+                let weights: [f32; R] = block[k * BLOCK..][..R].try_into().expect("R");
+                for (sum, &weight) in sums.iter_mut().zip(&weights) {
+                    for (sum, vector) in sum.iter_mut().zip(&vectors) {
+                        for (s, &x) in sum.iter_mut().zip(vector) {
+                            *s = if FUSED {
+                                weight.mul_add(x, *s)
+                            } else {
+                                *s + weight * x
+                            };
+                        }
+                    }
+                }
+            }
+            for (r, sum) in sums.iter().enumerate().take(self.outputs - channel) {
+                let bias = self.bias[channel + r];
+                let out = &mut output[(channel + r) * output_plane + first..][..width];
+                for (to, &s) in out.iter_mut().zip(sum.as_flattened()) {
+                    let value = s + bias;
+                    *to = if self.relu { value.max(0.0) } else { value };
+                }
+            }
+        }
+    }
+}
+
+/// A dense convolution node as the panels compute it.
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    /// Output height and width.
+    output: [usize; 2],
+    /// The scratch's geometry, for a KxK kernel; none for a 1x1 one read in place.
+    phases: Option<Phases>,
+    /// tract's weights: output channel, then (input plane, row, column).
+    weights: Vec<f32>,
+    /// The bias, if the node adds it itself (a `Conv` does, an `EinSum` does not).
+    bias: Option<Vec<f32>>,
+}
+
+impl Layer {
+    fn of(model: &TypedModel, id: usize) -> TractResult<Option<Layer>> {
+        let node = &model.nodes[id];
+        if let Some(conv) = node.op_as::<Conv>() {
+            let spec = &conv.pool_spec;
+            let Some(window) = Window::of(model, id, spec)? else {
+                return Ok(None);
+            };
+            if conv.group != 1
+                || window.batch() != 1
+                || window.kernel.iter().any(|&k| k > MAX_KERNEL)
+                || window.stride.iter().any(|&s| s > MAX_STRIDE)
+            {
+                return Ok(None);
+            }
+            let Some(weights) = ConvWeights::of(model, id, conv, &window)? else {
+                return Ok(None);
+            };
+            return Ok(Some(Layer {
+                inputs: spec.input_channels,
+                outputs: spec.output_channels,
+                output: window.output,
+                phases: Some(Phases::new(window)),
+                weights: weights.kernel,
+                bias: Some(weights.bias),
+            }));
+        }
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            return Ok(None);
+        };
+        if einsum.q_params.is_some()
+            || einsum.operating_dt != f32::datum_type()
+            || !EXPRESSIONS.contains(&einsum.axes.to_string().as_str())
+        {
+            return Ok(None);
+        }
+        let planes = model.outlet_fact(node.inputs[0])?;
+        let Some(weights) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
+            return Ok(None);
+        };
+        let Some(shape) = planes.shape.as_concrete() else {
+            return Ok(None);
+        };
+        if planes.datum_type != f32::datum_type()
+            || weights.datum_type() != f32::datum_type()
+            || weights.rank() != 2
+            || shape.len() < 3
+            || weights.shape()[1] != shape[shape.len() - 3]
+        {
+            return Ok(None);
+        }
+        Ok(Some(Layer {
+            inputs: weights.shape()[1],
+            outputs: weights.shape()[0],
+            output: crate::plane(shape),
+            phases: None,
+            weights: weights.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+            bias: None,
+        }))
+    }
+}
+
+/// The panels in AVX-512 instructions: the sums of eight output channels (a block of the
+/// packed weights) by two vectors of pixels in registers, the last pixels of a plane loaded
+/// and stored under a mask.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Conv2dPanels, BLOCK, LANES};
+
+    /// Every output plane's sums for `conv` from `source`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn planes(conv: &Conv2dPanels, source: &[f32], output: &mut [f32]) {
+        let computed = conv.computed;
+        // Every loaded lane is a computed pixel's (below `computed`) at a row's offset.
+        let reach = conv
+            .offsets
+            .iter()
+            .max()
+            .map_or(0, |&offset| offset + computed);
+        assert!(reach <= source.len() && output.len() == conv.outputs * computed);
+        let mut first = 0;
+        while first + 2 * LANES <= computed {
+            panel(conv, source, output, first, [u16::MAX; 2]);
+            first += 2 * LANES;
+        }
+        while first < computed {
+            let lanes = (computed - first).min(LANES);
+            panel(
+                conv,
+                source,
+                output,
+                first,
+                [(u32::MAX >> (32 - lanes)) as u16],
+            );
+            first += LANES;
+        }
+    }
+
+    /// Pixels `first..` of every output plane, V vectors of them, the lanes of each vector
+    /// in its mask: they must be computed pixels (checked by [`planes`]).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn panel<const V: usize>(
+        conv: &Conv2dPanels,
+        source: &[f32],
+        output: &mut [f32],
+        first: usize,
+        masks: [__mmask16; V],
+    ) {
+        let computed = conv.computed;
+        let rows = conv.offsets.len();
+        for channel in (0..conv.outputs).step_by(BLOCK) {
+            // This block's weights: BLOCK per summed row.
+            let block = &conv.weights[channel * rows..][..rows * BLOCK];
+            let mut sums = [[_mm512_setzero_ps(); V]; BLOCK];
+            for (weights, &offset) in block.chunks_exact(BLOCK).zip(conv.offsets.iter()) {
+                // SAFETY: the masks keep every loaded lane at a computed pixel, which `planes`
+                // checked lies inside `source` at every row's offset; masked-off lanes are not
+                // read.
+                let vectors: [__m512; V] = std::array::from_fn(|v| unsafe {
+                    let row = source.as_ptr().add(offset + first + v * LANES);
+                    _mm512_maskz_loadu_ps(masks[v], row)
+                });
+                for (sums, &weight) in sums.iter_mut().zip(weights) {
+                    let weight = _mm512_set1_ps(weight);
+                    for (sum, &vector) in sums.iter_mut().zip(&vectors) {
+                        *sum = _mm512_fmadd_ps(weight, vector, *sum);
+                    }
+                }
+            }
+            for (r, sums) in sums.iter().enumerate().take(conv.outputs - channel) {
+                let bias = _mm512_set1_ps(conv.bias[channel + r]);
+                let plane = &mut output[(channel + r) * computed..][..computed];
+                for (v, &sum) in sums.iter().enumerate() {
+                    let mut value = _mm512_add_ps(sum, bias);
+                    if conv.relu {
+                        value = _mm512_max_ps(value, _mm512_setzero_ps());
+                    }
+                    // SAFETY: the stored lanes are computed pixels, inside the plane.
+                    unsafe {
+                        let to = plane.as_mut_ptr().add(first + v * LANES);
+                        _mm512_mask_storeu_ps(to, masks[v], value)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The node that alone reads `outlet`, if it is a binary `Mini` of `outlet` and a constant, and
+/// `outlet` is not a model output: the node and the constant.
+fn single_binary_successor<Mini: BinMiniOp>(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+    let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
+    if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    let next = &model.nodes[successors[0].node];
+    let is_op = next
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.is::<Mini>());
+    if !is_op || next.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = next.inputs[1 - successors[0].slot];
+    let constant = model.outlet_fact(other)?.konst.clone();
+    Ok(constant.map(|constant| (next.id, constant)))
+}
+
+/// `constant`'s values if it is f32 and holds one per channel of `channels` planes (shape
+/// `[.., channels, 1, 1]`, ones elsewhere), or a single one (repeated for every channel).
+fn channel_values(constant: &Tensor, channels: usize) -> Option<Vec<f32>> {
+    let shape = constant.shape();
+    let per_channel = shape.len() >= 3
+        && shape[shape.len() - 3] == channels
+        && shape.iter().product::<usize>() == channels;
+    if constant.datum_type() != f32::datum_type() || !(per_channel || constant.len() == 1) {
+        return None;
+    }
+    let values = constant.try_as_plain_ram().ok()?;
+    let values = values.as_slice::<f32>().ok()?;
+    Some(if values.len() == 1 {
+        vec![values[0]; channels]
+    } else {
+        values.to_vec()
+    })
+}
+
+// tract compares operators to merge equal nodes; weights compare as values, as tract's own
+// tensors do (it declares `Tensor: Eq` too).
+impl Eq for Conv2dPanels {}
+
+impl Op for Conv2dPanels {
+    fn name(&self) -> StaticName {
+        "facecast.Conv2dPanels".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let window = match &self.source {
+            Source::Planes => format!("1x1 on {} pixels", self.computed),
+            Source::Phases(phases) => phases.window.describe(),
+        };
+        let relu = if self.relu { ", ReLU" } else { "" };
+        Ok(vec![format!(
+            "{} -> {} channels, {window}{relu}",
+            self.inputs, self.outputs
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Conv2dPanels {
+    op_out_of_plan!();
+
+    /// Input: the planes (the weights, bias and ReLU were read once by
+    /// [`Conv2dPanels::patch_for`]).
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let output =
+            crate::output_planes(&self.output_shape, |planes| self.convolve(input, planes))?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Conv2dPanels {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_core::prelude::*;
+
+    use super::Conv2dPanels;
+    use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
+
+    /// A dense convolution ([inputs, outputs], input `hw`, square `kernel`, `stride`, `pad` =
+    /// [before, after]) with its bias and, if `relu`, a ReLU, decluttered as facecast loads a
+    /// model (a 1x1 convolution becomes an `EinSum` and a bias `Add`).
+    fn dense_graph(
+        [inputs, outputs]: [usize; 2],
+        hw: [usize; 2],
+        [kernel, stride]: [usize; 2],
+        pad: [usize; 2],
+        relu: bool,
+    ) -> TypedModel {
+        let mut model = conv_graph([inputs, outputs, 1], hw, kernel, stride, pad);
+        if relu {
+            let conv = model.output_outlets().unwrap()[0];
+            let zero = model.add_const("zero", tensor4(&[[[[0.0f32]]]])).unwrap();
+            let max = tract_core::ops::math::max();
+            let y = model.wire_node("relu", max, &[conv, zero]).unwrap();
+            model.select_output_outlets(&y).unwrap();
+        }
+        model.into_decluttered().unwrap()
+    }
+
+    /// A layer: [inputs, outputs], input [h, w], [kernel, stride], padding [before, after],
+    /// ReLU.
+    type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool);
+
+    const CASES: [Case; 14] = [
+        // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
+        // and panels, smaller than one vector, with and without a ReLU.
+        ([16, 16], [96, 96], [1, 1], [0, 0], false),
+        ([32, 64], [24, 24], [1, 1], [0, 0], true),
+        ([128, 128], [12, 12], [1, 1], [0, 0], false),
+        ([96, 96], [6, 6], [1, 1], [0, 0], true),
+        ([3, 5], [7, 9], [1, 1], [0, 0], false),
+        ([13, 21], [17, 19], [1, 1], [0, 0], true),
+        ([8, 3], [3, 3], [1, 1], [0, 0], false),
+        // KxK: ResNet layers, first layers (7x7 and 3x3, stride 2, RGB), 5x5, odd sizes,
+        // padding before and after only.
+        ([32, 32], [35, 35], [3, 1], [1, 1], true),
+        ([24, 40], [9, 9], [3, 1], [1, 1], false),
+        ([3, 64], [64, 64], [7, 2], [3, 3], true),
+        ([3, 16], [192, 192], [3, 2], [0, 1], false),
+        ([3, 24], [65, 67], [5, 2], [1, 2], false),
+        ([16, 8], [21, 17], [3, 2], [1, 0], true),
+        ([10, 12], [13, 11], [5, 1], [2, 2], false),
+    ];
+
+    #[test]
+    fn dense_layers_equal_tract() {
+        for ([inputs, outputs], hw, [kernel, stride], pad, relu) in CASES {
+            let case = format!("{inputs}->{outputs} {hw:?} k{kernel} s{stride} p{pad:?} {relu}");
+            let (ours, theirs) = ours_and_theirs(inputs, hw, || {
+                dense_graph([inputs, outputs], hw, [kernel, stride], pad, relu)
+            });
+            // Fused multiply-adds in tract's order, then the bias, as tract's x86-64 kernels.
+            if cfg!(target_arch = "x86_64") {
+                assert_eq!(ours, theirs, "{case}");
+            } else {
+                assert_close(&ours, &theirs, &case);
+            }
+            if relu {
+                assert!(ours.iter().all(|&v| v >= 0.0), "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn portable_panels_equal_the_dispatched_kernel() {
+        // The CPU's copy (AVX-512 on the development machine) against the portable panels,
+        // which run on other CPUs, with fused multiply-adds as on AArch64.
+        for ([inputs, outputs], hw, [kernel, stride], pad, relu) in CASES {
+            let mut model = dense_graph([inputs, outputs], hw, [kernel, stride], pad, relu);
+            crate::install(&mut model).unwrap();
+            let node = model.nodes.iter().find(|n| n.op_is::<Conv2dPanels>());
+            let conv = node.unwrap().op_as::<Conv2dPanels>().unwrap();
+            let input: Vec<f32> = (0..inputs * hw[0] * hw[1])
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 3.0)
+                .collect();
+            let source = match &conv.source {
+                super::Source::Planes => input,
+                super::Source::Phases(phases) => {
+                    let mut scratch = Vec::new();
+                    phases.fill(inputs, &input, &mut scratch);
+                    scratch
+                }
+            };
+            let mut dispatched = vec![0.0; outputs * conv.computed];
+            conv.sums(&source, &mut dispatched);
+            let mut portable = vec![0.0; dispatched.len()];
+            conv.planes::<4, 1, true>(&source, &mut portable);
+            assert_eq!(portable, dispatched, "{inputs}->{outputs} {hw:?} k{kernel}");
+        }
+    }
+
+    #[test]
+    fn fuses_the_bias_and_relu() {
+        for kernel in [1, 3] {
+            let fused = dense_graph([16, 32], [8, 8], [kernel, 1], [kernel / 2; 2], true);
+            let nodes = fused.nodes.len();
+            let mut model = fused.clone();
+            crate::install(&mut model).unwrap();
+            let model = model.into_optimized().unwrap();
+            let names: Vec<_> = model.nodes.iter().map(|n| n.op().name()).collect();
+            // The source, then our one node: the convolution (or EinSum and bias Add) and the
+            // Max are gone.
+            assert_eq!(
+                names,
+                ["Source", "facecast.Conv2dPanels"],
+                "from {nodes} nodes"
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_grouped_layers_and_large_windows_to_tract() {
+        for ([inputs, outputs, groups], kernel, stride) in [
+            ([32, 32, 2], 3, 1),
+            ([16, 32, 1], 9, 1),
+            ([16, 32, 1], 3, 3),
+        ] {
+            let model = conv_graph([inputs, outputs, groups], [24, 24], kernel, stride, [1, 1]);
+            let ops = installed(model.into_decluttered().unwrap());
+            assert!(
+                ops.is_empty(),
+                "{inputs}->{outputs}/{groups} k{kernel} s{stride}: {ops:?}"
+            );
+        }
+    }
+}
