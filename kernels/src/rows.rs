@@ -1,23 +1,21 @@
 //! 2-D convolution of f32 NCHW planes a row of output pixels at a time, for the layers whose
-//! output channels each read few input planes: depthwise layers on larger planes (one plane
-//! each) and the networks' first layers (the three colour planes, or a few more).
+//! output channels each read one input plane: depthwise layers on larger planes, and first
+//! layers of a grey input.
 //!
 //! tract 0.23 convolves a depthwise layer one channel plane at a time, one output value at a
-//! time (1.3 GMAC/s on BlazeFace's 96x96x32 layers), and a dense one as an im2col matrix
-//! product, which for these few input planes (k = 27 for RGB and a 3x3 kernel) picks narrow
-//! matrix kernels and spends as much time packing as multiplying (5.7 GFLOP/s on BlazeFace's
-//! first layer). Here each input plane is copied into a zero-padded scratch plane and each
-//! output row is computed as vectors of neighbouring pixels: a tap is one multiply and add of
-//! the scratch row shifted by the tap, summed over the input planes, for several rows at once
-//! so that the sums do not wait on each other. A horizontal stride of 2 splits the scratch rows
+//! time (1.3 GMAC/s on BlazeFace's 96x96x32 layers). Here each input plane is copied into a
+//! zero-padded scratch plane and each output row is computed as vectors of neighbouring
+//! pixels: a tap is one multiply and add of the scratch row shifted by the tap, for several
+//! rows at once so that the sums do not wait on each other. A horizontal stride of 2 splits the scratch rows
 //! into even and odd columns as they are copied, so that a tap still reads neighbours. No
 //! transposes, no packing, any channel count.
 //!
 //! Small depthwise planes in whole vectors of channels are computed channel-last instead
-//! ([`crate::depthwise`]); per-layer figures in docs/performance.md. Each output is the bias
-//! plus the taps in tract's order (input plane, then row, then column), multiplied and added
-//! without fusing: for a depthwise layer that is tract's x86-64 kernel exactly (the tests
-//! compare bit for bit); tract's matrix products fuse, a rounding apart.
+//! ([`crate::depthwise`]), dense layers as sums of shifted planes ([`crate::panels`]: this
+//! kernel took them too in round 8, up to 8 input planes per output, at 1.5-1.7x the panels'
+//! time); per-layer figures in docs/performance.md. Each output is the bias plus the taps in
+//! tract's order (row, then column), multiplied and added without fusing: tract's x86-64
+//! depthwise kernel exactly (the tests compare bit for bit).
 
 use std::sync::Arc;
 
@@ -39,25 +37,14 @@ const MAX_KERNEL: usize = 5;
 /// The scratch row that one output vector's taps read: LANES pixels and the kernel's reach.
 const ROW_WINDOW: usize = LANES + MAX_KERNEL - 1;
 
-/// Input planes per output channel (per group) computed here. Dense layers read all their
-/// input planes for every output; beyond a few, a matrix product (tract's, or the panels of
-/// [`crate::panels`]) reuses each loaded value across many outputs, which this kernel does
-/// not. Strided layers of several input planes per output go there too: per layer, against
-/// tract's time, this kernel took 0.6 on BlazeFace's first (3 -> 32, 192x192) but 1.1 on
-/// FaceMesh's (3 -> 16) and 1.13 on the short-range BlazeFace's 5x5; unstrided ones 0.29-0.59
-/// (docs/performance.md).
-const MAX_GROUP_INPUTS: usize = 8;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2dRows {
     window: Window,
+    /// Input planes, one per group.
     groups: usize,
-    /// Input planes each output channel reads: 1 for a depthwise layer, all of them for a
-    /// dense one.
-    group_inputs: usize,
+    /// Output channels per group (per input plane).
     group_outputs: usize,
-    /// tract's OIHW kernel: output channel o's weight for input plane i of its group at tap
-    /// (ky, kx) at `((o * group_inputs + i) * K + ky) * K + kx`.
+    /// tract's OIHW kernel: output channel o's weight at tap (ky, kx) at `(o * K + ky) * K + kx`.
     filters: Arc<Vec<f32>>,
     /// One bias per output channel.
     bias: Arc<Vec<f32>>,
@@ -66,28 +53,21 @@ pub struct Conv2dRows {
 impl Conv2dRows {
     /// The replacement for node `id` if it is a convolution this kernel computes: f32,
     /// channels first, batch of one, 2-D, no dilation, constant weights and bias, fixed
-    /// shapes, a 3x3 or 5x5 kernel, and either one input plane per output channel and a
-    /// horizontal stride of 1 or 2, or a few and no stride.
+    /// shapes, a 3x3 or 5x5 kernel, one input plane per output channel (a group per input
+    /// plane) and a horizontal stride of 1 or 2.
     pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<Conv2dRows>> {
         let Some(conv) = model.nodes[id].op_as::<Conv>() else {
             return Ok(None);
         };
         let spec = &conv.pool_spec;
         let groups = conv.group;
-        if spec.input_channels % groups != 0
-            || spec.output_channels % groups != 0
-            || spec.input_channels / groups > MAX_GROUP_INPUTS
-        {
+        if spec.input_channels != groups || spec.output_channels % groups != 0 {
             return Ok(None);
         }
         let Some(window) = Window::of(model, id, spec)? else {
             return Ok(None);
         };
-        let group_inputs = spec.input_channels / groups;
-        if window.batch() != 1
-            || window.stride[1] > 2
-            || !matches!(window.kernel, [3, 3] | [5, 5])
-            || (group_inputs > 1 && window.stride != [1, 1])
+        if window.batch() != 1 || window.stride[1] > 2 || !matches!(window.kernel, [3, 3] | [5, 5])
         {
             return Ok(None);
         }
@@ -97,7 +77,6 @@ impl Conv2dRows {
         Ok(Some(Conv2dRows {
             window,
             groups,
-            group_inputs,
             group_outputs: spec.output_channels / groups,
             filters: Arc::new(weights.kernel),
             bias: Arc::new(weights.bias),
@@ -119,35 +98,35 @@ impl Conv2dRows {
 
     on_widest_vectors!(Conv2dRows, fn convolve => convolve_portable(input: &[f32], output: &mut [f32]));
 
-    /// Every output plane from `input` (both channels first), a group at a time through one
-    /// zero-padded scratch plane per input plane of a group: its borders stay zero, only the
-    /// inside is overwritten for each group.
+    /// Every output plane from `input` (both channels first), an input plane at a time through
+    /// one zero-padded scratch plane: its borders stay zero, only the inside is overwritten for
+    /// each input plane.
     #[inline(always)]
     fn convolve_portable(&self, input: &[f32], output: &mut [f32]) {
         let [h, w] = self.window.input;
         let [oh, ow] = self.window.output;
-        let mut scratch = vec![0.0; self.group_inputs * self.scratch_plane()];
-        let inputs = input.chunks_exact(self.group_inputs * h * w);
+        let mut scratch = vec![0.0; self.scratch_plane()];
+        let inputs = input.chunks_exact(h * w);
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
-        for (group, (planes, out)) in inputs.zip(outputs).enumerate() {
+        for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
             let first = group * self.group_outputs;
             match (self.window.kernel, self.window.stride[1]) {
-                ([3, 3], 1) => self.group::<3, 1>(planes, &mut scratch, first, out),
-                ([3, 3], 2) => self.group::<3, 2>(planes, &mut scratch, first, out),
-                ([5, 5], 1) => self.group::<5, 1>(planes, &mut scratch, first, out),
-                ([5, 5], 2) => self.group::<5, 2>(planes, &mut scratch, first, out),
+                ([3, 3], 1) => self.group::<3, 1>(plane, &mut scratch, first, out),
+                ([3, 3], 2) => self.group::<3, 2>(plane, &mut scratch, first, out),
+                ([5, 5], 1) => self.group::<5, 1>(plane, &mut scratch, first, out),
+                ([5, 5], 2) => self.group::<5, 2>(plane, &mut scratch, first, out),
                 (kernel, stride) => unreachable!("rows of a {kernel:?} kernel, stride {stride}"),
             }
         }
     }
 
     /// One group's output planes (output channels from `first`), for a K by K kernel and a
-    /// horizontal stride of S: its input planes into their scratch planes, then ROWS output
-    /// rows of every output channel at a time, while those scratch rows are in cache.
+    /// horizontal stride of S: its input plane into the scratch plane, then ROWS output rows
+    /// of every output channel at a time, while those scratch rows are in cache.
     #[inline(always)]
     fn group<const K: usize, const S: usize>(
         &self,
-        planes: &[f32],
+        plane: &[f32],
         scratch: &mut [f32],
         first: usize,
         out: &mut [f32],
@@ -156,23 +135,20 @@ impl Conv2dRows {
         let [top, left] = self.window.pad;
         let [reach_y, reach_x] = self.window.reach();
         let phase_width = self.phase_width();
-        let padded_planes = scratch.chunks_exact_mut(self.scratch_plane());
-        for (plane, padded) in planes.chunks_exact(h * w).zip(padded_planes) {
-            for y in 0..h.min(reach_y - top) {
-                let source = &plane[y * w..][..w.min(reach_x - left)];
-                let row = &mut padded[(y + top) * S * phase_width..][..S * phase_width];
-                if S == 1 {
-                    row[left..][..source.len()].copy_from_slice(source);
-                    continue;
-                }
-                for phase in 0..S {
-                    // The first pixel of the source row in this phase.
-                    let first = (phase + S - left % S) % S;
-                    let phase_row = &mut row[phase * phase_width + (first + left) / S..];
-                    let pixels = source.iter().skip(first).step_by(S);
-                    for (to, &value) in phase_row.iter_mut().zip(pixels) {
-                        *to = value;
-                    }
+        for y in 0..h.min(reach_y - top) {
+            let source = &plane[y * w..][..w.min(reach_x - left)];
+            let row = &mut scratch[(y + top) * S * phase_width..][..S * phase_width];
+            if S == 1 {
+                row[left..][..source.len()].copy_from_slice(source);
+                continue;
+            }
+            for phase in 0..S {
+                // The first pixel of the source row in this phase.
+                let first = (phase + S - left % S) % S;
+                let phase_row = &mut row[phase * phase_width + (first + left) / S..];
+                let pixels = source.iter().skip(first).step_by(S);
+                for (to, &value) in phase_row.iter_mut().zip(pixels) {
+                    *to = value;
                 }
             }
         }
@@ -193,10 +169,9 @@ impl Conv2dRows {
     }
 
     /// Output rows `y..y + R` of output channel `channel` into its plane `out`, from its
-    /// group's padded scratch planes (rows of S column phases of [`Self::phase_width`]), a
-    /// vector of pixels at a time: the bias, plus, for each input plane and tap, the tap's
-    /// weight times the scratch row under the tap, in the tap's column phase, shifted by the
-    /// tap's column. K and S are constants so that the taps unroll and every index is known in
+    /// group's padded scratch plane (rows of S column phases of [`Self::phase_width`]), a
+    /// vector of pixels at a time: the bias, plus, for each tap, the tap's weight times the
+    /// scratch row under the tap, in the tap's column phase, shifted by the tap's column. K and S are constants so that the taps unroll and every index is known in
     /// range once the row window is.
     #[inline(always)]
     fn output_rows<const R: usize, const K: usize, const S: usize>(
@@ -209,32 +184,28 @@ impl Conv2dRows {
         let phase_width = self.phase_width();
         let stride_y = self.window.stride[0];
         let ow = self.window.output[1];
-        let filters =
-            &self.filters[channel * self.group_inputs * K * K..][..self.group_inputs * K * K];
+        let filter = &self.filters[channel * K * K..][..K * K];
         let bias = self.bias[channel];
         for x in (0..ow).step_by(LANES) {
             let mut sums = [[bias; LANES]; R];
-            let inputs = scratch.chunks_exact(self.scratch_plane());
-            for (padded, filter) in inputs.zip(filters.chunks_exact(K * K)) {
-                for ky in 0..K {
-                    for (r, sum) in sums.iter_mut().enumerate() {
-                        let row = ((y + r) * stride_y + ky) * S;
-                        // The row window in each column phase, bounds checked once.
-                        let windows: [&[f32; ROW_WINDOW]; S] = std::array::from_fn(|phase| {
-                            padded[(row + phase) * phase_width + x..][..ROW_WINDOW]
-                                .try_into()
-                                .expect("ROW_WINDOW")
-                        });
-                        for kx in 0..K {
-                            let weight = filter[ky * K + kx];
-                            // Into a vector first: summed straight from the row, the compiler
-                            // left the lanes scalar.
-                            let shifted: [f32; LANES] = windows[kx % S][kx / S..][..LANES]
-                                .try_into()
-                                .expect("LANES");
-                            for i in 0..LANES {
-                                sum[i] += weight * shifted[i];
-                            }
+            for ky in 0..K {
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let row = ((y + r) * stride_y + ky) * S;
+                    // The row window in each column phase, bounds checked once.
+                    let windows: [&[f32; ROW_WINDOW]; S] = std::array::from_fn(|phase| {
+                        scratch[(row + phase) * phase_width + x..][..ROW_WINDOW]
+                            .try_into()
+                            .expect("ROW_WINDOW")
+                    });
+                    for kx in 0..K {
+                        let weight = filter[ky * K + kx];
+                        // Into a vector first: summed straight from the row, the compiler left
+                        // the lanes scalar.
+                        let shifted: [f32; LANES] = windows[kx % S][kx / S..][..LANES]
+                            .try_into()
+                            .expect("LANES");
+                        for i in 0..LANES {
+                            sum[i] += weight * shifted[i];
                         }
                     }
                 }
@@ -262,9 +233,8 @@ impl Op for Conv2dRows {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} groups of {} -> {} channels, {}",
+            "{} planes of {} channels each, {}",
             self.groups,
-            self.group_inputs,
             self.group_outputs,
             self.window.describe()
         )])
@@ -318,16 +288,14 @@ mod tests {
     }
 
     #[test]
-    fn dense_and_grouped_layers_equal_tract_to_a_rounding() {
+    fn several_outputs_per_plane_equal_tract_to_a_rounding() {
         for ([inputs, outputs, groups], hw, kernel, stride, pad) in [
-            // First layers: RGB or grey planes to 8-32 filters.
-            ([3, 32, 1], [64, 64], 3, 1, [1, 1]),
-            ([3, 16, 1], [33, 47], 3, 1, [1, 1]),
+            // First layers of a grey input, to 8 filters.
             ([1, 8, 1], [20, 20], 3, 1, [0, 0]),
             ([1, 8, 1], [21, 20], 3, 2, [0, 1]),
-            ([8, 8, 1], [30, 30], 5, 1, [2, 2]),
-            // Two groups of four planes, three outputs each.
-            ([8, 6, 2], [17, 21], 3, 1, [1, 1]),
+            ([1, 8, 1], [30, 30], 5, 1, [2, 2]),
+            // Four planes, three outputs each.
+            ([4, 12, 4], [17, 21], 3, 1, [1, 1]),
         ] {
             let (ours, theirs) = ours_and_theirs(inputs, hw, || {
                 conv_graph([inputs, outputs, groups], hw, kernel, stride, pad)
@@ -339,12 +307,13 @@ mod tests {
     }
 
     #[test]
-    fn leaves_large_kernels_strides_and_deep_inputs_to_others() {
+    fn leaves_large_kernels_strides_and_dense_layers_to_others() {
         for ([inputs, outputs, groups], kernel, stride) in [
             ([24, 24, 24], 3, 3),
             ([32, 32, 32], 7, 1),
             ([16, 32, 1], 3, 1),
-            ([3, 32, 1], 3, 2),
+            ([3, 32, 1], 3, 1),
+            ([8, 6, 2], 3, 1),
         ] {
             let model = conv_graph([inputs, outputs, groups], [48, 48], kernel, stride, [1, 1]);
             let ops = installed(model);
