@@ -175,8 +175,8 @@ impl Conv2dPanels {
     /// f32, channels first, batch of one, constant weights, fixed shapes, and either a 1x1
     /// convolution as tract declutters it (an `EinSum` of [`EXPRESSIONS`]) or a `Conv` of one
     /// group, no dilation, a kernel side up to [`MAX_KERNEL`] and a stride up to
-    /// [`MAX_STRIDE`]. (The rows kernel, tried first, takes the unstrided convolutions of a few
-    /// input planes.)
+    /// [`MAX_STRIDE`]. (The rows kernel, tried first, takes the convolutions of one input
+    /// plane.)
     pub fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
         let Some(layer) = Layer::of(model, id)? else {
             return Ok(None);
@@ -215,8 +215,8 @@ impl Conv2dPanels {
                 )
             }
             Some(phases) => {
-                let offsets = phases.offsets(layer.inputs);
-                (Source::Phases(phases.clone()), oh * phases.width, offsets)
+                let (computed, offsets) = (oh * phases.width, phases.offsets(layer.inputs));
+                (Source::Phases(phases), computed, offsets)
             }
         };
         let rows = offsets.len();
