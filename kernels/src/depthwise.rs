@@ -18,10 +18,8 @@
 
 use std::sync::Arc;
 
+use crate::{ConvLayer, Window};
 use tract_core::internal::*;
-use tract_core::ops::cnn::Conv;
-
-use crate::{ConvWeights, Window};
 
 /// Layers with output planes up to this many pixels (and whole vectors of channels) are
 /// computed here, larger ones by rows ([`crate::rows`]). Per layer (x86-64, AVX-512, against
@@ -52,23 +50,22 @@ impl DepthwiseConv2d {
     /// f32, channels first, batch of one, 2-D, no dilation, constant weights and bias, fixed
     /// shapes, whole vectors of channels and an output plane small enough to gain.
     pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<DepthwiseConv2d>> {
-        let Some(conv) = model.nodes[id].op_as::<Conv>() else {
+        let Some(ConvLayer {
+            conv,
+            window,
+            weights,
+        }) = ConvLayer::of(model, id, |conv, window| {
+            let spec = &conv.pool_spec;
+            let channels = spec.input_channels;
+            conv.group == channels
+                && spec.output_channels == channels
+                && channels % LANES == 0
+                && window.output[0] * window.output[1] <= MAX_OUTPUT_PIXELS
+        })?
+        else {
             return Ok(None);
         };
-        let spec = &conv.pool_spec;
-        let channels = spec.input_channels;
-        if conv.group != channels || spec.output_channels != channels || channels % LANES != 0 {
-            return Ok(None);
-        }
-        let Some(window) = Window::of(model, id, spec)? else {
-            return Ok(None);
-        };
-        if window.batch() != 1 || window.output[0] * window.output[1] > MAX_OUTPUT_PIXELS {
-            return Ok(None);
-        }
-        let Some(weights) = ConvWeights::of(model, id, conv, &window)? else {
-            return Ok(None);
-        };
+        let channels = conv.pool_spec.input_channels;
         let taps = window.kernel[0] * window.kernel[1];
         // OIHW with one input channel per group: [C, 1, kh, kw], each channel's taps together.
         let mut tap_major = vec![0.0; channels * taps];

@@ -188,6 +188,42 @@ impl Window {
     }
 }
 
+/// A convolution node these kernels may take: its operator, window and weights.
+struct ConvLayer<'a> {
+    conv: &'a Conv,
+    window: Window,
+    weights: ConvWeights,
+}
+
+impl<'a> ConvLayer<'a> {
+    /// Node `id` if it is a `Conv` of one image (a batch of one) over a window these kernels
+    /// compute ([`Window::of`]) with constant weights ([`ConvWeights::of`]), and `takes`
+    /// accepts its operator and window (asked before the weights are copied).
+    fn of(
+        model: &'a TypedModel,
+        id: usize,
+        takes: impl FnOnce(&Conv, &Window) -> bool,
+    ) -> TractResult<Option<ConvLayer<'a>>> {
+        let Some(conv) = model.nodes[id].op_as::<Conv>() else {
+            return Ok(None);
+        };
+        let Some(window) = Window::of(model, id, &conv.pool_spec)? else {
+            return Ok(None);
+        };
+        if window.batch() != 1 || !takes(conv, &window) {
+            return Ok(None);
+        }
+        let Some(weights) = ConvWeights::of(model, id, conv, &window)? else {
+            return Ok(None);
+        };
+        Ok(Some(ConvLayer {
+            conv,
+            window,
+            weights,
+        }))
+    }
+}
+
 /// A convolution node's constant weights.
 struct ConvWeights {
     /// tract's OIHW kernel: output channel, input channel of its group, row, column.

@@ -29,7 +29,7 @@ use tract_core::ops::cnn::Conv;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::math::{Add, Max};
 
-use crate::{ConvWeights, Window};
+use crate::{ConvLayer, Window};
 
 /// Neighbouring pixels in one vector: one 512-bit vector, two 256-bit ones.
 const LANES: usize = 16;
@@ -401,24 +401,22 @@ struct Layer {
 impl Layer {
     fn of(model: &TypedModel, id: usize) -> TractResult<Option<Layer>> {
         let node = &model.nodes[id];
-        if let Some(conv) = node.op_as::<Conv>() {
-            let spec = &conv.pool_spec;
-            let Some(window) = Window::of(model, id, spec)? else {
-                return Ok(None);
-            };
-            if conv.group != 1
-                || window.batch() != 1
-                || window.kernel.iter().any(|&k| k > MAX_KERNEL)
-                || window.stride.iter().any(|&s| s > MAX_STRIDE)
-            {
-                return Ok(None);
-            }
-            let Some(weights) = ConvWeights::of(model, id, conv, &window)? else {
+        if node.op_is::<Conv>() {
+            let Some(ConvLayer {
+                conv,
+                window,
+                weights,
+            }) = ConvLayer::of(model, id, |conv, window| {
+                conv.group == 1
+                    && window.kernel.iter().all(|&k| k <= MAX_KERNEL)
+                    && window.stride.iter().all(|&s| s <= MAX_STRIDE)
+            })?
+            else {
                 return Ok(None);
             };
             return Ok(Some(Layer {
-                inputs: spec.input_channels,
-                outputs: spec.output_channels,
+                inputs: conv.pool_spec.input_channels,
+                outputs: conv.pool_spec.output_channels,
                 output: window.output,
                 phases: Some(Phases::new(window)),
                 weights: weights.kernel,

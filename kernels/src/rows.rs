@@ -19,10 +19,8 @@
 
 use std::sync::Arc;
 
+use crate::{ConvLayer, Window};
 use tract_core::internal::*;
-use tract_core::ops::cnn::Conv;
-
-use crate::{ConvWeights, Window};
 
 /// Neighbouring output pixels summed together: one 512-bit vector, two 256-bit ones.
 const LANES: usize = 16;
@@ -56,30 +54,23 @@ impl Conv2dRows {
     /// shapes, a 3x3 or 5x5 kernel, one input plane per output channel (a group per input
     /// plane) and a horizontal stride of 1 or 2.
     pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<Conv2dRows>> {
-        let Some(conv) = model.nodes[id].op_as::<Conv>() else {
+        let Some(layer) = ConvLayer::of(model, id, |conv, window| {
+            let spec = &conv.pool_spec;
+            spec.input_channels == conv.group
+                && spec.output_channels % conv.group == 0
+                && window.stride[1] <= 2
+                && matches!(window.kernel, [3, 3] | [5, 5])
+        })?
+        else {
             return Ok(None);
         };
-        let spec = &conv.pool_spec;
-        let groups = conv.group;
-        if spec.input_channels != groups || spec.output_channels % groups != 0 {
-            return Ok(None);
-        }
-        let Some(window) = Window::of(model, id, spec)? else {
-            return Ok(None);
-        };
-        if window.batch() != 1 || window.stride[1] > 2 || !matches!(window.kernel, [3, 3] | [5, 5])
-        {
-            return Ok(None);
-        }
-        let Some(weights) = ConvWeights::of(model, id, conv, &window)? else {
-            return Ok(None);
-        };
+        let groups = layer.conv.group;
         Ok(Some(Conv2dRows {
-            window,
+            window: layer.window,
             groups,
-            group_outputs: spec.output_channels / groups,
-            filters: Arc::new(weights.kernel),
-            bias: Arc::new(weights.bias),
+            group_outputs: layer.conv.pool_spec.output_channels / groups,
+            filters: Arc::new(layer.weights.kernel),
+            bias: Arc::new(layer.weights.bias),
         }))
     }
 
