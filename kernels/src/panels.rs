@@ -134,13 +134,12 @@ impl Phases {
     /// The scratch for `inputs` planes: every phase of every plane, zero where the padding is.
     /// Past the last phase, room for the last output row's columns past the output's, which
     /// read beyond their row (their sums are dropped).
-    fn fill(&self, inputs: usize, input: &[f32], scratch: &mut Vec<f32>) {
+    fn fill(&self, inputs: usize, input: &[f32]) -> Vec<f32> {
         let [h, w] = self.window.input;
         let [sy, sx] = self.window.stride;
         let [top, left] = self.window.pad;
         let phase_len = self.height * self.width;
-        scratch.clear();
-        scratch.resize(inputs * sy * sx * phase_len + self.width, 0.0);
+        let mut scratch = vec![0.0; inputs * sy * sx * phase_len + self.width];
         let planes = input.chunks_exact(h * w);
         for (plane, phases) in planes.zip(scratch.chunks_exact_mut(sy * sx * phase_len)) {
             for (index, phase) in phases.chunks_exact_mut(phase_len).enumerate() {
@@ -166,6 +165,7 @@ impl Phases {
                 }
             }
         }
+        scratch
     }
 }
 
@@ -259,8 +259,7 @@ impl Conv2dPanels {
         let Source::Phases(phases) = &self.source else {
             return self.sums(input, output);
         };
-        let mut scratch = Vec::new();
-        phases.fill(self.inputs, input, &mut scratch);
+        let scratch = phases.fill(self.inputs, input);
         let mut wide = vec![0.0; self.outputs * self.computed];
         self.sums(&scratch, &mut wide);
         let ow = phases.window.output[1];
@@ -720,11 +719,7 @@ mod tests {
                 .collect();
             let source = match &conv.source {
                 super::Source::Planes => input,
-                super::Source::Phases(phases) => {
-                    let mut scratch = Vec::new();
-                    phases.fill(inputs, &input, &mut scratch);
-                    scratch
-                }
+                super::Source::Phases(phases) => phases.fill(inputs, &input),
             };
             let mut dispatched = vec![0.0; outputs * conv.computed];
             conv.sums(&source, &mut dispatched);
