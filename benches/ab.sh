@@ -3,6 +3,7 @@
 # drift then touches both alike, which runs minutes apart cannot promise. Stop other work first.
 # usage: benches/ab.sh BIN_BEFORE BIN_AFTER [ROUNDS=2] [CLIP=one_face] [THREADS=1]
 # The clips are benches/run.sh's ($BENCH_DIR/clips, default /var/tmp/facecast-bench).
+# BENCH_ARGS: more `facecast bench` options for both sides (e.g. "--max-faces 1").
 # Prints each model's p50 (median over the rounds), the pipeline's stages and fps, and the
 # per-operator ms of facecast's own operators and the tract operators they replace.
 set -euo pipefail
@@ -13,7 +14,8 @@ mkdir -p "$out"
 for round in $(seq 1 "$rounds"); do
     for side in before after; do
         bin=$before; [ "$side" = after ] && bin=$after
-        "$bin" bench --clip "$work/clips/$clip.y4m" --threads "$threads" --model-runs 100 \
+        # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
+        "$bin" bench --clip "$work/clips/$clip.y4m" --threads "$threads" --model-runs 100 ${BENCH_ARGS:-} \
             --json "$out/${side}_$round.json" 2>/dev/null
     done
 done

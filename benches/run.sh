@@ -18,6 +18,9 @@ facecast=${FACECAST_BIN:-${CARGO_TARGET_DIR:-/var/tmp/facecast-target}/release/f
 ort_runs=${ORT_RUNS:-200}
 fr_frames=${FR_FRAMES:-30}
 clips=(one_face six_faces)
+# How many faces a clip holds (its name says it): mediapipe's max_num_faces, facecast's
+# [detector] max_faces.
+faces_in() { case $1 in one_face) echo 1 ;; six_faces) echo 6 ;; esac; }
 
 BENCH_DIR="$work" "$peers/setup.sh"
 py_peers="$work/venv-peers/bin/python"
@@ -39,8 +42,7 @@ echo "run.sh: results in $out ($(uptime))"
 "$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" --out "$out/onnxruntime.json"
 for clip in "${clips[@]}"; do
     y4m="$work/clips/$clip.y4m"
-    # max_num_faces: as many as the clip holds (its name says it)
-    case $clip in one_face) faces=1 ;; six_faces) faces=6 ;; esac
+    faces=$(faces_in "$clip")
     "$py_mediapipe" "$peers/peers.py" mediapipe_face_detection --clip "$y4m" \
         --out "$out/mediapipe_face_detection_$clip.json"
     "$py_mediapipe" "$peers/peers.py" mediapipe_face_mesh_iris --clip "$y4m" --max-faces "$faces" \
@@ -52,6 +54,7 @@ done
 # facecast reads models/ and the parity crops relative to the repository, like `make run`.
 cd "$repo"
 for clip in "${clips[@]}"; do
+    faces=$(faces_in "$clip")
     # 1 and 2 analysis threads, then 2 with the two stages one frame apart ([pipeline] overlap).
     for run in 1 2 2-overlap; do
         threads=${run%%-*} overlap=()
@@ -59,8 +62,9 @@ for clip in "${clips[@]}"; do
         # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
         model_runs=0
         [ "$clip/$run" = "one_face/1" ] && model_runs=$ort_runs
+        # --max-faces: told how many faces the clip holds, as mediapipe is (max_num_faces).
         "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" "${overlap[@]}" \
-            --model-runs "$model_runs" --json "$out/facecast_${clip}_t$run.json"
+            --max-faces "$faces" --model-runs "$model_runs" --json "$out/facecast_${clip}_t$run.json"
     done
 done
 

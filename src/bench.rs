@@ -30,6 +30,9 @@ pub struct BenchOptions {
     pub threads: usize,
     /// Two stages one frame apart (`[pipeline] overlap`).
     pub overlap: bool,
+    /// `[detector] max_faces` (the configuration's when `None`): the peers are told how many
+    /// faces a clip holds, and so is facecast.
+    pub max_faces: Option<usize>,
     /// Timed runs of each model alone (after a warm-up); 0 skips the models.
     pub model_runs: usize,
     /// Parity fixtures: `<model id>/<case>.png`, real crops at each model's input size.
@@ -47,6 +50,10 @@ pub fn run(
     config.source.live = Liveness::Recorded;
     config.pipeline.threads = options.threads;
     config.pipeline.overlap = options.overlap;
+    if let Some(max_faces) = options.max_faces {
+        config.detector.max_faces = max_faces;
+        config.validate("--max-faces")?;
+    }
 
     perf::enable();
     let analyser = Analyser::load(&config)?;
@@ -91,6 +98,7 @@ pub fn run(
         "clip": options.clip.file_stem().map(|s| s.to_string_lossy()),
         "threads": config.pipeline.analysis_threads(),
         "overlap": config.pipeline.overlap,
+        "max_faces": config.detector.max_faces,
         "frames": summary.analysed,
         "faces_per_frame": {"mean": round3(sink.faces as f64 / summary.analysed.max(1) as f64)},
         "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),

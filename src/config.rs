@@ -197,7 +197,8 @@ pub struct DetectorConfig {
     pub min_score: Option<f32>,
     /// Overlap (IoU) above which detections are merged; unset: the manifest's value.
     pub nms_iou: Option<f32>,
-    /// At most this many faces per frame, the highest scores first.
+    /// At most this many faces per frame, the highest scores first. In a video, while this
+    /// many faces are followed the detector does not run (there is no room for another).
     pub max_faces: usize,
 }
 

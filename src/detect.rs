@@ -127,6 +127,11 @@ impl Detector {
         &self.model.entry.id
     }
 
+    /// The most faces one detection returns (`[detector] max_faces`).
+    pub fn max_faces(&self) -> usize {
+        self.max_faces
+    }
+
     /// The faces in `frame`, highest score first.
     pub fn detect(&mut self, frame: &Frame) -> Result<Vec<Face>, DetectError> {
         let input = &self.model.entry.input;

@@ -32,15 +32,15 @@ COMMANDS:
                                       face per photo; several photos give several samples)
     gallery list                      list the gallery's people and their sample counts
     gallery remove NAME               remove a person from the gallery
-    bench --clip Y4M [--threads N] [--overlap] [--model-runs N] [--fixtures DIR]
-          [--json OUT]
+    bench --clip Y4M [--threads N] [--overlap] [--max-faces N] [--model-runs N]
+          [--fixtures DIR] [--json OUT]
                                       time the whole pipeline on a recorded clip (every
                                       stage and model, p50/p99, fps, peak memory, start-up),
                                       then each model alone on a real crop (N runs, default
                                       200, from DIR, default tests/fixtures/parity); JSON to
                                       OUT or stdout; --overlap: two stages one frame apart
-                                      ([pipeline] overlap). benches/run.sh runs it beside
-                                      the peers
+                                      ([pipeline] overlap); --max-faces: [detector]
+                                      max_faces. benches/run.sh runs it beside the peers
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
@@ -98,6 +98,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let (mut clip, mut threads, mut model_runs, mut fixtures, mut json) =
         (None, 0, 200, PathBuf::from("tests/fixtures/parity"), None);
     let mut overlap = false;
+    let mut max_faces = None;
     // Positional arguments after the command: images, or the gallery action and its name.
     let mut operands = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -113,6 +114,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("clip") => clip = Some(PathBuf::from(parser.value()?)),
             Long("threads") => threads = parser.value()?.parse()?,
             Long("overlap") => overlap = true,
+            Long("max-faces") => max_faces = Some(parser.value()?.parse()?),
             Long("model-runs") => model_runs = parser.value()?.parse()?,
             Long("fixtures") => fixtures = parser.value()?.into(),
             Long("json") => json = Some(PathBuf::from(parser.value()?)),
@@ -153,6 +155,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     clip,
                     threads,
                     overlap,
+                    max_faces,
                     model_runs,
                     fixtures,
                 },

@@ -20,7 +20,7 @@ use crate::analyse::{
     AnalyseError, AnalysedFace, EyeAnalyser, FaceAnalyser, FaceFollower, FaceLandmarks, MeshedFace,
 };
 use crate::capture::{self, CaptureError, FrameSource, Grab, SourceSpec};
-use crate::config::{Config, IdentityConfig, OutputConfig, SourceConfig};
+use crate::config::{Config, ConfigError, IdentityConfig, OutputConfig, SourceConfig};
 use crate::detect::{DetectError, Detector};
 use crate::frame::{Frame, FrameRing, RingCounts, WhenFull};
 use crate::gallery::{Gallery, GalleryError, Match};
@@ -32,6 +32,8 @@ use crate::track::{
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

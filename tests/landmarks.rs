@@ -345,3 +345,32 @@ fn faces_are_followed_by_their_landmarks_between_detections() {
         "lost face and empty frame trigger detection"
     );
 }
+
+#[test]
+fn with_max_faces_followed_the_detector_rests_until_one_is_lost() {
+    let mut config = Config::default();
+    config.models.dir = common::models_dir();
+    config.analysis.detect_every = 5;
+    config.detector.max_faces = 1;
+    let mut analyser = Analyser::load(&config).unwrap();
+    let photo = common::load_frame(&common::images().join("facedetect/grace_hopper_512x512.jpg"));
+    for step in 0..10 {
+        let faces = analyser
+            .analyse(&shifted(&photo, 4 * step), true)
+            .unwrap()
+            .faces;
+        assert_eq!(faces.len(), 1, "frame {step}");
+    }
+    assert_eq!(
+        analyser.detector_runs(),
+        Some(1),
+        "one face followed of at most one: no detection after the first frame"
+    );
+    // The face leaves: its mesh loses it (no detection on that frame, the room was full)...
+    let empty = common::load_frame(&common::images().join("dlib/dogs.jpg"));
+    assert!(analyser.analyse(&empty, true).unwrap().faces.is_empty());
+    assert_eq!(analyser.detector_runs(), Some(1));
+    // ...which frees the room: the next frame is detected, and the face found again.
+    assert_eq!(analyser.analyse(&photo, true).unwrap().faces.len(), 1);
+    assert_eq!(analyser.detector_runs(), Some(2));
+}

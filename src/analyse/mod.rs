@@ -1,7 +1,9 @@
 //! Per-face analysis after detection: the 468-point mesh on a crop rotated upright, the irises,
 //! then head pose, gaze, attention and eye openness. Faces are followed from frame to frame by
 //! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
-//! only every `detect_every` frames, when a face is lost, or when there is none.
+//! only every `detect_every` frames, when a face is lost, or when there is none. While as many
+//! faces as the detector may return (`max_faces`) are followed, it does not run at all: there
+//! is no room for a new face (MediaPipe's `max_num_faces` works the same way).
 
 pub mod action_units;
 pub mod attribute_track;
@@ -196,8 +198,9 @@ impl FaceFollower {
         if !continues {
             self.followed.clear();
         }
-        let detect_now =
-            self.followed.is_empty() || self.frames_since_detection + 1 >= self.config.detect_every;
+        let due = self.frames_since_detection + 1 >= self.config.detect_every;
+        let full = self.followed.len() >= detector.max_faces();
+        let detect_now = self.followed.is_empty() || (due && !full);
         if detect_now {
             self.frames_since_detection = 0;
             self.detector_runs += 1;
