@@ -198,7 +198,7 @@ impl FaceFollower {
         if !continues {
             self.followed.clear();
         }
-        let due = self.frames_since_detection + 1 >= self.config.detect_every;
+        let due = self.frames_since_detection.saturating_add(1) >= self.config.detect_every;
         let full = self.followed.len() >= detector.max_faces();
         let detect_now = self.followed.is_empty() || (due && !full);
         if detect_now {
@@ -220,7 +220,8 @@ impl FaceFollower {
                 }
             }
         } else {
-            self.frames_since_detection += 1;
+            // Saturating: while the room is full it counts on for as long as the device runs.
+            self.frames_since_detection = self.frames_since_detection.saturating_add(1);
         }
 
         let rois: Vec<Roi> = self.followed.iter().map(|f| f.roi).collect();
