@@ -18,8 +18,9 @@
 
 use std::sync::Arc;
 
-use crate::{ConvLayer, Window};
 use tract_core::internal::*;
+
+use crate::{ConvLayer, Window};
 
 /// Layers with output planes up to this many pixels (and whole vectors of channels) are
 /// computed here, larger ones by rows ([`crate::rows`]). Per layer (x86-64, AVX-512, against

@@ -19,8 +19,9 @@
 
 use std::sync::Arc;
 
-use crate::{ConvLayer, Window};
 use tract_core::internal::*;
+
+use crate::{ConvLayer, Window};
 
 /// Neighbouring output pixels summed together: one 512-bit vector, two 256-bit ones.
 const LANES: usize = 16;
