@@ -29,7 +29,7 @@ use tract_core::ops::cnn::Conv;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::math::{Add, Max};
 
-use crate::{ConvLayer, Window};
+use crate::{ChannelPrelu, ConvLayer, Window};
 
 /// Neighbouring pixels in one vector: one 512-bit vector, two 256-bit ones.
 const LANES: usize = 16;
@@ -77,8 +77,36 @@ pub struct Conv2dPanels {
     weights: Arc<Vec<f32>>,
     /// One bias per output channel (zero without a bias), zero past the last one.
     bias: Arc<Vec<f32>>,
-    /// Clamps the outputs at zero: a ReLU fused in.
-    relu: bool,
+    /// Adds a second input of the output's shape (a residual connection) to the sums.
+    residual: bool,
+    activation: Activation,
+}
+
+/// The activation fused in after the bias (and the residual).
+#[derive(Debug, Clone, PartialEq)]
+enum Activation {
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x > 0 ? x : slope · x`, one slope per output channel.
+    Prelu(Arc<Vec<f32>>),
+}
+
+impl Activation {
+    /// Output channel `channel`'s activation, in place on `values`.
+    #[inline(always)]
+    fn apply(&self, channel: usize, values: &mut [f32]) {
+        match self {
+            Activation::Linear => {}
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Prelu(slopes) => {
+                let slope = slopes[channel];
+                for v in values {
+                    *v = if *v > 0.0 { *v } else { slope * *v };
+                }
+            }
+        }
+    }
 }
 
 /// Where the summed rows are read.
@@ -181,30 +209,7 @@ impl Conv2dPanels {
         let Some(layer) = Layer::of(model, id)? else {
             return Ok(None);
         };
-        let mut last = OutletId::new(id, 0);
-        let mut bias = layer.bias;
-        if bias.is_none() {
-            if let Some((add, constant)) = single_binary_successor::<Add>(model, last)? {
-                if let Some(values) = channel_values(&constant, layer.outputs) {
-                    bias = Some(values);
-                    last = OutletId::new(add, 0);
-                }
-            }
-        }
-        let mut relu = false;
-        if let Some((max, constant)) = single_binary_successor::<Max>(model, last)? {
-            if channel_values(&constant, 1) == Some(vec![0.0]) {
-                relu = true;
-                last = OutletId::new(max, 0);
-            }
-        }
-        let Some(output_shape) = model.outlet_fact(last)?.shape.as_concrete() else {
-            return Ok(None);
-        };
         let [oh, ow] = layer.output;
-        if output_shape.iter().product::<usize>() != layer.outputs * oh * ow {
-            return Ok(None);
-        }
         let (source, computed, offsets) = match layer.phases {
             None => {
                 let pixels = oh * ow;
@@ -219,6 +224,54 @@ impl Conv2dPanels {
                 (Source::Phases(phases), computed, offsets)
             }
         };
+        let mut last = OutletId::new(id, 0);
+        let mut bias = layer.bias;
+        if bias.is_none() {
+            if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
+                if let Some(values) = constant_values(model, other, layer.outputs)? {
+                    bias = Some(values);
+                    last = OutletId::new(add, 0);
+                }
+            }
+        }
+        // A residual is added where the sums are computed in the output's layout.
+        let mut residual = None;
+        if computed == oh * ow {
+            if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
+                let (sum, other_fact) = (model.outlet_fact(last)?, model.outlet_fact(other)?);
+                if other_fact.konst.is_none()
+                    && other_fact.datum_type == f32::datum_type()
+                    && other_fact.shape == sum.shape
+                {
+                    residual = Some(other);
+                    last = OutletId::new(add, 0);
+                }
+            }
+        }
+        let mut activation = Activation::Linear;
+        if let Some((max, other)) = single_binary_successor::<Max>(model, last)? {
+            if constant_values(model, other, 1)? == Some(vec![0.0]) {
+                activation = Activation::Relu;
+                last = OutletId::new(max, 0);
+            }
+        } else if let Some(prelu) = single_successor(model, last)?
+            .filter(|next| next.op_is::<ChannelPrelu>() && next.inputs[0] == last)
+        {
+            let slopes = model.outlet_fact(prelu.inputs[1])?.konst.clone();
+            if let Some(slopes) = slopes.filter(|slopes| {
+                slopes.datum_type() == f32::datum_type() && slopes.len() == layer.outputs
+            }) {
+                let slopes = slopes.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+                activation = Activation::Prelu(Arc::new(slopes));
+                last = OutletId::new(prelu.id, 0);
+            }
+        }
+        let Some(output_shape) = model.outlet_fact(last)?.shape.as_concrete() else {
+            return Ok(None);
+        };
+        if output_shape.iter().product::<usize>() != layer.outputs * oh * ow {
+            return Ok(None);
+        }
         let rows = offsets.len();
         let blocks = layer.outputs.div_ceil(BLOCK);
         let mut packed = vec![0.0; blocks * rows * BLOCK];
@@ -243,26 +296,36 @@ impl Conv2dPanels {
             output_shape: output_shape.into(),
             weights: Arc::new(packed),
             bias: Arc::new(bias),
-            relu,
+            residual: residual.is_some(),
+            activation,
         };
         let node = &model.nodes[id];
         let mut patch = TypedModelPatch::new("facecast.Conv2dPanels");
-        let planes = patch.tap_model(model, node.inputs[0])?;
-        let output = patch.wire_node(&node.name, op, &[planes])?;
+        let mut inputs = tvec![patch.tap_model(model, node.inputs[0])?];
+        if let Some(residual) = residual {
+            inputs.push(patch.tap_model(model, residual)?);
+        }
+        let output = patch.wire_node(&node.name, op, &inputs)?;
         patch.shunt_outside(model, last, output[0])?;
         Ok(Some(patch))
     }
 
-    /// Every output plane from `input`: the scratch filled if there is one, the sums computed,
-    /// and the columns past the output's dropped.
-    fn convolve(&self, input: &[f32], output: &mut [f32]) {
+    /// Every output plane from `input` (and `residual`, the second input, if it is fused in):
+    /// the scratch filled if there is one, the sums computed, and the columns past the
+    /// output's dropped.
+    fn convolve(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         let Source::Phases(phases) = &self.source else {
-            return self.sums(input, output);
+            return self.sums(input, residual, output);
         };
         let scratch = phases.fill(self.inputs, input);
-        let mut wide = vec![0.0; self.outputs * self.computed];
-        self.sums(&scratch, &mut wide);
         let ow = phases.window.output[1];
+        if phases.width == ow {
+            return self.sums(&scratch, residual, output);
+        }
+        // Rows computed at the scratch's width: no residual here, `patch_for` fuses one only
+        // where the sums are laid out as the output.
+        let mut wide = vec![0.0; self.outputs * self.computed];
+        self.sums(&scratch, None, &mut wide);
         for (to, from) in output
             .chunks_exact_mut(ow)
             .zip(wide.chunks_exact(phases.width))
@@ -277,26 +340,31 @@ impl Conv2dPanels {
     /// which the compiler vectorises (for AVX2 in a copy of their own). Written portably, the
     /// eight by two panel's sums were not kept in registers: gathers and scatters, 10x slower
     /// than tract.
-    fn sums(&self, source: &[f32], output: &mut [f32]) {
+    fn sums(&self, source: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(this: &Conv2dPanels, source: &[f32], output: &mut [f32]) {
-                this.planes::<4, 1, true>(source, output)
+            fn avx2(
+                this: &Conv2dPanels,
+                source: &[f32],
+                residual: Option<&[f32]>,
+                output: &mut [f32],
+            ) {
+                this.planes::<4, 1, true>(source, residual, output)
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the instructions the function is compiled for.
-                return unsafe { avx512::planes(self, source, output) };
+                return unsafe { avx512::planes(self, source, residual, output) };
             } else if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: as above.
-                return unsafe { avx2(self, source, output) };
+                return unsafe { avx2(self, source, residual, output) };
             }
         }
         // Fused multiply-adds only where they are instructions: elsewhere they are calls.
         const FUSED: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
-        self.planes::<4, 1, FUSED>(source, output)
+        self.planes::<4, 1, FUSED>(source, residual, output)
     }
 
     /// Every output plane's sums, R output channels by V vectors of pixels at a time, the
@@ -305,29 +373,50 @@ impl Conv2dPanels {
     fn planes<const R: usize, const V: usize, const FUSED: bool>(
         &self,
         source: &[f32],
+        residual: Option<&[f32]>,
         output: &mut [f32],
     ) {
         let computed = self.computed;
         let mut first = 0;
         while first + V * LANES <= computed {
-            self.panel::<R, V, FUSED>(source, &self.offsets, first, output, computed);
+            self.panel::<R, V, FUSED>(source, &self.offsets, first, residual, output, computed);
             first += V * LANES;
         }
         while first + LANES <= computed {
-            self.panel::<R, 1, FUSED>(source, &self.offsets, first, output, computed);
+            self.panel::<R, 1, FUSED>(source, &self.offsets, first, residual, output, computed);
             first += LANES;
         }
         let rest = computed - first;
         if rest == 0 {
             return;
         }
-        let mut last_rows = vec![0.0; self.offsets.len() * LANES];
-        for (to, &offset) in last_rows.chunks_exact_mut(LANES).zip(self.offsets.iter()) {
-            to[..rest].copy_from_slice(&source[offset + first..][..rest]);
-        }
-        let offsets: Vec<usize> = (0..self.offsets.len()).map(|k| k * LANES).collect();
+        // The last pixels of every row and of every residual plane, padded to a vector.
+        let padded = |planes: &[f32], starts: &mut dyn Iterator<Item = usize>, count| {
+            let mut rows = vec![0.0; count * LANES];
+            for (to, start) in rows.chunks_exact_mut(LANES).zip(starts) {
+                to[..rest].copy_from_slice(&planes[start + first..][..rest]);
+            }
+            rows
+        };
+        let rows = self.offsets.len();
+        let last_rows = padded(source, &mut self.offsets.iter().copied(), rows);
+        let last_residual = residual.map(|residual| {
+            padded(
+                residual,
+                &mut (0..self.outputs).map(|o| o * computed),
+                self.outputs,
+            )
+        });
+        let offsets: Vec<usize> = (0..rows).map(|k| k * LANES).collect();
         let mut last_output = vec![0.0; self.outputs * LANES];
-        self.panel::<R, 1, FUSED>(&last_rows, &offsets, 0, &mut last_output, LANES);
+        self.panel::<R, 1, FUSED>(
+            &last_rows,
+            &offsets,
+            0,
+            last_residual.as_deref(),
+            &mut last_output,
+            LANES,
+        );
         for (from, plane) in last_output
             .chunks_exact(LANES)
             .zip(output.chunks_exact_mut(computed))
@@ -337,14 +426,16 @@ impl Conv2dPanels {
     }
 
     /// Pixels `first..first + V * LANES` of every output plane (planes `output_plane` apart in
-    /// `output`) from the rows of `source` at `offsets` (shifted by `first`), R output channels
-    /// at a time: their R by V vectors of sums stay in registers while the rows stream through.
+    /// `output`, and in `residual`, added if given) from the rows of `source` at `offsets`
+    /// (shifted by `first`), R output channels at a time: their R by V vectors of sums stay in
+    /// registers while the rows stream through.
     #[inline(always)]
     fn panel<const R: usize, const V: usize, const FUSED: bool>(
         &self,
         source: &[f32],
         offsets: &[usize],
         first: usize,
+        residual: Option<&[f32]>,
         output: &mut [f32],
         output_plane: usize,
     ) {
@@ -373,11 +464,17 @@ impl Conv2dPanels {
             }
             for (r, sum) in sums.iter().enumerate().take(self.outputs - channel) {
                 let bias = self.bias[channel + r];
-                let out = &mut output[(channel + r) * output_plane + first..][..width];
+                let at = (channel + r) * output_plane + first;
+                let out = &mut output[at..][..width];
                 for (to, &s) in out.iter_mut().zip(sum.as_flattened()) {
-                    let value = s + bias;
-                    *to = if self.relu { value.max(0.0) } else { value };
+                    *to = s + bias;
                 }
+                if let Some(residual) = residual {
+                    for (to, &r) in out.iter_mut().zip(&residual[at..][..width]) {
+                        *to += r;
+                    }
+                }
+                self.activation.apply(channel + r, out);
             }
         }
     }
@@ -464,11 +561,16 @@ impl Layer {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Conv2dPanels, BLOCK, LANES};
+    use super::{Activation, Conv2dPanels, BLOCK, LANES};
 
     /// Every output plane's sums for `conv` from `source`.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn planes(conv: &Conv2dPanels, source: &[f32], output: &mut [f32]) {
+    pub(super) fn planes(
+        conv: &Conv2dPanels,
+        source: &[f32],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) {
         let computed = conv.computed;
         // Every loaded lane is a computed pixel's (below `computed`) at a row's offset.
         let reach = conv
@@ -477,15 +579,17 @@ mod avx512 {
             .max()
             .map_or(0, |&offset| offset + computed);
         assert!(reach <= source.len() && output.len() == conv.outputs * computed);
+        assert!(residual.is_none_or(|residual| residual.len() == output.len()));
         // The last pixels in one masked panel, of two vectors if they need them: every panel
         // reads all the weights, which on small planes cost more than the sums (256 -> 256
         // channels, 3x3, on 4x4 planes: 2.4 MB of weights for 24 pixels).
         for first in (0..computed).step_by(2 * LANES) {
             let lanes = computed - first;
             if lanes > LANES {
-                panel(conv, source, output, first, [u16::MAX, mask(lanes - LANES)]);
+                let masks = [u16::MAX, mask(lanes - LANES)];
+                panel(conv, source, residual, output, first, masks);
             } else {
-                panel(conv, source, output, first, [mask(lanes)]);
+                panel(conv, source, residual, output, first, [mask(lanes)]);
             }
         }
     }
@@ -496,12 +600,14 @@ mod avx512 {
     }
 
     /// Pixels `first..` of every output plane, V vectors of them, the lanes of each vector
-    /// in its mask: they must be computed pixels (checked by [`planes`]).
+    /// in its mask: they must be computed pixels (checked by [`planes`]). `residual`, if
+    /// given, is laid out as `output`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn panel<const V: usize>(
         conv: &Conv2dPanels,
         source: &[f32],
+        residual: Option<&[f32]>,
         output: &mut [f32],
         first: usize,
         masks: [__mmask16; V],
@@ -528,44 +634,79 @@ mod avx512 {
                 }
             }
             for (r, sums) in sums.iter().enumerate().take(conv.outputs - channel) {
-                let bias = _mm512_set1_ps(conv.bias[channel + r]);
-                let plane = &mut output[(channel + r) * computed..][..computed];
+                let channel = channel + r;
+                let bias = _mm512_set1_ps(conv.bias[channel]);
+                let plane = channel * computed..(channel + 1) * computed;
+                let residual = residual.map(|residual| &residual[plane.clone()]);
+                let plane = &mut output[plane];
                 for (v, &sum) in sums.iter().enumerate() {
+                    let at = first + v * LANES;
                     let mut value = _mm512_add_ps(sum, bias);
-                    if conv.relu {
-                        value = _mm512_max_ps(value, _mm512_setzero_ps());
+                    if let Some(residual) = residual {
+                        // SAFETY: the loaded lanes are computed pixels, inside the plane.
+                        let residual =
+                            unsafe { _mm512_maskz_loadu_ps(masks[v], residual.as_ptr().add(at)) };
+                        value = _mm512_add_ps(value, residual);
                     }
-                    // SAFETY: the stored lanes are computed pixels, inside the plane.
-                    unsafe {
-                        let to = plane.as_mut_ptr().add(first + v * LANES);
-                        _mm512_mask_storeu_ps(to, masks[v], value)
+                    value = match &conv.activation {
+                        Activation::Linear => value,
+                        Activation::Relu => _mm512_max_ps(value, _mm512_setzero_ps()),
+                        Activation::Prelu(slopes) => {
+                            // As `Activation::apply`: the lanes not above zero times the slope.
+                            let scaled =
+                                _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(value, _mm512_setzero_ps());
+                            let slope = _mm512_set1_ps(slopes[channel]);
+                            _mm512_mask_mul_ps(value, scaled, value, slope)
+                        }
                     };
+                    // SAFETY: the stored lanes are computed pixels, inside the plane.
+                    unsafe { _mm512_mask_storeu_ps(plane.as_mut_ptr().add(at), masks[v], value) };
                 }
             }
         }
     }
 }
 
-/// The node that alone reads `outlet`, if it is a binary `Mini` of `outlet` and a constant, and
-/// `outlet` is not a model output: the node and the constant.
-fn single_binary_successor<Mini: BinMiniOp>(
-    model: &TypedModel,
-    outlet: OutletId,
-) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+/// The node that alone reads `outlet`, if `outlet` is not a model output.
+fn single_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<&TypedNode>> {
     let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
         return Ok(None);
     }
-    let next = &model.nodes[successors[0].node];
+    Ok(Some(&model.nodes[successors[0].node]))
+}
+
+/// The node that alone reads `outlet`, if it is a binary `Mini` and `outlet` is not a model
+/// output: the node and its other input.
+fn single_binary_successor<Mini: BinMiniOp>(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<(usize, OutletId)>> {
+    let Some(next) = single_successor(model, outlet)? else {
+        return Ok(None);
+    };
     let is_op = next
         .op_as::<TypedBinOp>()
         .is_some_and(|op| op.0.is::<Mini>());
     if !is_op || next.inputs.len() != 2 {
         return Ok(None);
     }
-    let other = next.inputs[1 - successors[0].slot];
-    let constant = model.outlet_fact(other)?.konst.clone();
-    Ok(constant.map(|constant| (next.id, constant)))
+    let other = if next.inputs[0] == outlet {
+        next.inputs[1]
+    } else {
+        next.inputs[0]
+    };
+    Ok(Some((next.id, other)))
+}
+
+/// The values of constant `outlet` if [`channel_values`] takes them.
+fn constant_values(
+    model: &TypedModel,
+    outlet: OutletId,
+    channels: usize,
+) -> TractResult<Option<Vec<f32>>> {
+    let constant = model.outlet_fact(outlet)?.konst.clone();
+    Ok(constant.and_then(|constant| channel_values(&constant, channels)))
 }
 
 /// `constant`'s values if it is f32 and holds one per channel of `channels` planes (shape
@@ -601,9 +742,14 @@ impl Op for Conv2dPanels {
             Source::Planes => format!("1x1 on {} pixels", self.computed),
             Source::Phases(phases) => phases.window.describe(),
         };
-        let relu = if self.relu { ", ReLU" } else { "" };
+        let residual = if self.residual { ", + residual" } else { "" };
+        let activation = match self.activation {
+            Activation::Linear => "",
+            Activation::Relu => ", ReLU",
+            Activation::Prelu(_) => ", PRelu",
+        };
         Ok(vec![format!(
-            "{} -> {} channels, {window}{relu}",
+            "{} -> {} channels, {window}{residual}{activation}",
             self.inputs, self.outputs
         )])
     }
@@ -614,13 +760,17 @@ impl Op for Conv2dPanels {
 impl EvalOp for Conv2dPanels {
     op_out_of_plan!();
 
-    /// Input: the planes (the weights, bias and ReLU were read once by
-    /// [`Conv2dPanels::patch_for`]).
+    /// Inputs: the planes, and the residual if one is fused in (the weights, bias and
+    /// activation were read once by [`Conv2dPanels::patch_for`]).
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1 + self.residual as usize);
         let input = inputs[0].try_as_plain_ram()?;
         let input = input.as_slice::<f32>()?;
-        let output =
-            crate::output_planes(&self.output_shape, |planes| self.convolve(input, planes))?;
+        let residual = inputs.get(1).map(|r| r.try_as_plain_ram()).transpose()?;
+        let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
+        let output = crate::output_planes(&self.output_shape, |planes| {
+            self.convolve(input, residual, planes)
+        })?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -635,63 +785,112 @@ impl TypedOp for Conv2dPanels {
 
 #[cfg(test)]
 mod tests {
+    use tract_core::ops::Downsample;
     use tract_core::prelude::*;
 
-    use super::Conv2dPanels;
+    use super::{Activation, Conv2dPanels};
     use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
+    use crate::ChannelPrelu;
+
+    /// The activation after a test layer.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Act {
+        Linear,
+        Relu,
+        Prelu,
+    }
+
+    /// What follows a test layer's convolution and bias: whether the input is added as a
+    /// residual (taken every `stride`-th row and column: the output's plane), and the
+    /// activation.
+    type Tail = (bool, Act);
 
     /// A dense convolution ([inputs, outputs], input `hw`, square `kernel`, `stride`, `pad` =
-    /// [before, after]) with its bias and, if `relu`, a ReLU, decluttered as facecast loads a
-    /// model (a 1x1 convolution becomes an `EinSum` and a bias `Add`).
+    /// [before, after]) with its bias and `tail`, decluttered as facecast loads a model (a 1x1
+    /// convolution becomes an `EinSum` and a bias `Add`).
     fn dense_graph(
         [inputs, outputs]: [usize; 2],
         hw: [usize; 2],
         [kernel, stride]: [usize; 2],
         pad: [usize; 2],
-        relu: bool,
+        (residual, act): Tail,
     ) -> TypedModel {
         let mut model = conv_graph([inputs, outputs, 1], hw, kernel, stride, pad);
-        if relu {
-            let conv = model.output_outlets().unwrap()[0];
-            let zero = model.add_const("zero", tensor4(&[[[[0.0f32]]]])).unwrap();
-            let max = tract_core::ops::math::max();
-            let y = model.wire_node("relu", max, &[conv, zero]).unwrap();
-            model.select_output_outlets(&y).unwrap();
+        let mut y = model.output_outlets().unwrap()[0];
+        if residual {
+            assert_eq!(inputs, outputs, "the residual is the input");
+            let mut x = model.input_outlets().unwrap()[0];
+            for axis in [2, 3].into_iter().filter(|_| stride > 1) {
+                let down = Downsample::new(axis, stride as isize, 0);
+                x = model.wire_node(format!("down{axis}"), down, &[x]).unwrap()[0];
+            }
+            let add = tract_core::ops::math::add();
+            y = model.wire_node("residual", add, &[x, y]).unwrap()[0];
         }
+        y = match act {
+            Act::Linear => y,
+            Act::Relu => {
+                let zero = model.add_const("zero", tensor4(&[[[[0.0f32]]]])).unwrap();
+                let max = tract_core::ops::math::max();
+                model.wire_node("relu", max, &[y, zero]).unwrap()[0]
+            }
+            Act::Prelu => {
+                let slopes: Vec<f32> = (0..outputs).map(|o| (o % 7) as f32 / 4.0 - 0.5).collect();
+                let slopes = Tensor::from_shape(&[outputs, 1, 1], &slopes).unwrap();
+                let slopes = model.add_const("slopes", slopes).unwrap();
+                model
+                    .wire_node("prelu", ChannelPrelu, &[y, slopes])
+                    .unwrap()[0]
+            }
+        };
+        model.select_output_outlets(&[y]).unwrap();
         model.into_decluttered().unwrap()
     }
 
     /// A layer: [inputs, outputs], input [h, w], [kernel, stride], padding [before, after],
-    /// ReLU.
-    type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool);
+    /// what follows it.
+    type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], Tail);
 
-    const CASES: [Case; 14] = [
+    const NONE: Tail = (false, Act::Linear);
+    const RELU: Tail = (false, Act::Relu);
+
+    const CASES: [Case; 21] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
         // and panels, smaller than one vector, with and without a ReLU.
-        ([16, 16], [96, 96], [1, 1], [0, 0], false),
-        ([32, 64], [24, 24], [1, 1], [0, 0], true),
-        ([128, 128], [12, 12], [1, 1], [0, 0], false),
-        ([96, 96], [6, 6], [1, 1], [0, 0], true),
-        ([3, 5], [7, 9], [1, 1], [0, 0], false),
-        ([13, 21], [17, 19], [1, 1], [0, 0], true),
-        ([8, 3], [3, 3], [1, 1], [0, 0], false),
+        ([16, 16], [96, 96], [1, 1], [0, 0], NONE),
+        ([32, 64], [24, 24], [1, 1], [0, 0], RELU),
+        ([128, 128], [12, 12], [1, 1], [0, 0], NONE),
+        ([96, 96], [6, 6], [1, 1], [0, 0], RELU),
+        ([3, 5], [7, 9], [1, 1], [0, 0], NONE),
+        ([13, 21], [17, 19], [1, 1], [0, 0], RELU),
+        ([8, 3], [3, 3], [1, 1], [0, 0], NONE),
         // KxK: ResNet layers, first layers (7x7 and 3x3, stride 2, RGB), 5x5, odd sizes,
         // padding before and after only.
-        ([32, 32], [35, 35], [3, 1], [1, 1], true),
-        ([24, 40], [9, 9], [3, 1], [1, 1], false),
-        ([3, 64], [64, 64], [7, 2], [3, 3], true),
-        ([3, 16], [192, 192], [3, 2], [0, 1], false),
-        ([3, 24], [65, 67], [5, 2], [1, 2], false),
-        ([16, 8], [21, 17], [3, 2], [1, 0], true),
-        ([10, 12], [13, 11], [5, 1], [2, 2], false),
+        ([32, 32], [35, 35], [3, 1], [1, 1], RELU),
+        ([24, 40], [9, 9], [3, 1], [1, 1], NONE),
+        ([3, 64], [64, 64], [7, 2], [3, 3], RELU),
+        ([3, 16], [192, 192], [3, 2], [0, 1], NONE),
+        ([3, 24], [65, 67], [5, 2], [1, 2], NONE),
+        ([16, 8], [21, 17], [3, 2], [1, 0], RELU),
+        ([10, 12], [13, 11], [5, 1], [2, 2], NONE),
+        // Residuals and PRelu, as in FaceMesh, Iris and BlazeFace: 1x1 (in whole vectors and
+        // with a last part), 2x2 stride 2 (computed in the output's layout), 3x3 (computed
+        // wider than the output: the residual is left to tract), PRelu alone after a KxK.
+        ([16, 16], [96, 96], [1, 1], [0, 0], (true, Act::Prelu)),
+        ([64, 64], [32, 32], [2, 2], [0, 0], (true, Act::Prelu)),
+        ([13, 13], [17, 19], [1, 1], [0, 0], (true, Act::Relu)),
+        ([24, 24], [12, 12], [1, 1], [0, 0], (true, Act::Linear)),
+        ([32, 32], [35, 35], [3, 1], [1, 1], (true, Act::Prelu)),
+        ([3, 16], [64, 64], [3, 2], [0, 1], (false, Act::Prelu)),
+        ([24, 40], [9, 9], [3, 1], [1, 1], (false, Act::Prelu)),
     ];
 
     #[test]
     fn dense_layers_equal_tract() {
-        for ([inputs, outputs], hw, [kernel, stride], pad, relu) in CASES {
-            let case = format!("{inputs}->{outputs} {hw:?} k{kernel} s{stride} p{pad:?} {relu}");
+        for ([inputs, outputs], hw, [kernel, stride], pad, tail) in CASES {
+            let case = format!("{inputs}->{outputs} {hw:?} k{kernel} s{stride} p{pad:?} {tail:?}");
             let (ours, theirs) = ours_and_theirs(inputs, hw, || {
-                dense_graph([inputs, outputs], hw, [kernel, stride], pad, relu)
+                dense_graph([inputs, outputs], hw, [kernel, stride], pad, tail)
             });
             // Fused multiply-adds in tract's order, then the bias, as tract's x86-64 kernels.
             if cfg!(target_arch = "x86_64") {
@@ -699,40 +898,57 @@ mod tests {
             } else {
                 assert_close(&ours, &theirs, &case);
             }
-            if relu {
+            if tail.1 == Act::Relu {
                 assert!(ours.iter().all(|&v| v >= 0.0), "{case}");
             }
         }
+    }
+
+    /// The panels node of `model` once installed.
+    fn panels_of(mut model: TypedModel) -> Conv2dPanels {
+        crate::install(&mut model).unwrap();
+        let node = model.nodes.iter().find(|n| n.op_is::<Conv2dPanels>());
+        node.unwrap().op_as::<Conv2dPanels>().unwrap().clone()
     }
 
     #[test]
     fn portable_panels_equal_the_dispatched_kernel() {
         // The CPU's copy (AVX-512 on the development machine) against the portable panels,
         // which run on other CPUs, with fused multiply-adds as on AArch64.
-        for ([inputs, outputs], hw, [kernel, stride], pad, relu) in CASES {
-            let mut model = dense_graph([inputs, outputs], hw, [kernel, stride], pad, relu);
-            crate::install(&mut model).unwrap();
-            let node = model.nodes.iter().find(|n| n.op_is::<Conv2dPanels>());
-            let conv = node.unwrap().op_as::<Conv2dPanels>().unwrap();
-            let input: Vec<f32> = (0..inputs * hw[0] * hw[1])
-                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 3.0)
-                .collect();
+        for ([inputs, outputs], hw, [kernel, stride], pad, tail) in CASES {
+            let conv = panels_of(dense_graph(
+                [inputs, outputs],
+                hw,
+                [kernel, stride],
+                pad,
+                tail,
+            ));
+            let varied = |len: usize, step: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * step % 29) as f32 - 14.0) / 3.0)
+                    .collect()
+            };
+            let input = varied(inputs * hw[0] * hw[1], 13);
             let source = match &conv.source {
                 super::Source::Planes => input,
                 super::Source::Phases(phases) => phases.fill(inputs, &input),
             };
+            let residual = conv.residual.then(|| varied(outputs * conv.computed, 7));
             let mut dispatched = vec![0.0; outputs * conv.computed];
-            conv.sums(&source, &mut dispatched);
+            conv.sums(&source, residual.as_deref(), &mut dispatched);
             let mut portable = vec![0.0; dispatched.len()];
-            conv.planes::<4, 1, true>(&source, &mut portable);
-            assert_eq!(portable, dispatched, "{inputs}->{outputs} {hw:?} k{kernel}");
+            conv.planes::<4, 1, true>(&source, residual.as_deref(), &mut portable);
+            assert_eq!(
+                portable, dispatched,
+                "{inputs}->{outputs} {hw:?} k{kernel} {tail:?}"
+            );
         }
     }
 
     #[test]
     fn fuses_the_bias_and_relu() {
         for kernel in [1, 3] {
-            let fused = dense_graph([16, 32], [8, 8], [kernel, 1], [kernel / 2; 2], true);
+            let fused = dense_graph([16, 32], [8, 8], [kernel, 1], [kernel / 2; 2], RELU);
             let nodes = fused.nodes.len();
             let mut model = fused.clone();
             crate::install(&mut model).unwrap();
@@ -746,6 +962,50 @@ mod tests {
                 "from {nodes} nodes"
             );
         }
+    }
+
+    #[test]
+    fn fuses_a_residual_and_prelu_where_the_sums_are_laid_out_as_the_output() {
+        // 1x1 and 2x2 stride 2: the Add and the PRelu are in the panels' node.
+        for ([kernel, stride], hw) in [([1, 1], [12, 12]), ([2, 2], [16, 16])] {
+            let graph = dense_graph([8, 8], hw, [kernel, stride], [0, 0], (true, Act::Prelu));
+            let conv = panels_of(graph.clone());
+            assert!(conv.residual, "k{kernel}");
+            assert!(matches!(conv.activation, Activation::Prelu(_)), "k{kernel}");
+            let mut model = graph;
+            crate::install(&mut model).unwrap();
+            let model = model.into_optimized().unwrap();
+            let names: Vec<_> = model.nodes.iter().map(|n| n.op().name()).collect();
+            // The downsampled residual's nodes, if any, then our one node.
+            assert_eq!(names.last().unwrap(), "facecast.Conv2dPanels", "{names:?}");
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.contains("Add") || n.contains("Prelu")),
+                "{names:?}"
+            );
+        }
+        // 3x3 stride 1, padded: the sums are rows of the scratch's width; tract adds.
+        let graph = dense_graph([8, 8], [9, 9], [3, 1], [1, 1], (true, Act::Prelu));
+        let conv = panels_of(graph);
+        assert!(!conv.residual && conv.activation == Activation::Linear);
+    }
+
+    #[test]
+    fn fuses_nothing_into_a_unary_successor() {
+        // A successor of one input (here a sigmoid) is neither a residual nor an activation.
+        let make = || {
+            let mut model = conv_graph([8, 8, 1], [10, 10], 1, 1, [0, 0]);
+            let y = model.output_outlets().unwrap()[0];
+            let sigmoid = tract_core::ops::nn::sigmoid();
+            let y = model.wire_node("sigmoid", sigmoid, &[y]).unwrap();
+            model.select_output_outlets(&y).unwrap();
+            model.into_decluttered().unwrap()
+        };
+        let (ours, theirs) = ours_and_theirs(8, [10, 10], make);
+        assert_eq!(ours, theirs);
+        let conv = panels_of(make());
+        assert!(!conv.residual && conv.activation == Activation::Linear);
     }
 
     #[test]
