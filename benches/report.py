@@ -41,8 +41,11 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def label(r: dict) -> str:
-    return r["peer"] + (f" {r['clip']}" if "clip" in r else "") + (
-        f" ({r['threads']} thr{', overlap' if r.get('overlap') else ''})" if r["peer"] == "facecast" else "")
+    if r["peer"] != "facecast":
+        return r["peer"] + (f" {r['clip']}" if "clip" in r else "")
+    scope = ", landmarks only" if r.get("scope") == "landmarks" else ""
+    return (f"facecast {r['clip']} ({r['threads']} thr{', overlap' if r.get('overlap') else ''}"
+            f"{scope})")
 
 
 def main() -> int:
@@ -57,9 +60,10 @@ def main() -> int:
     facecast = [r for r in records if r["peer"] == "facecast"]
     by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
 
-    def fc(clip, threads, overlap=False):
+    def fc(clip, threads, overlap=False, scope="full"):
         return next((r for r in facecast if r.get("clip") == clip and r.get("threads") == threads
-                     and bool(r.get("overlap")) == overlap), None)
+                     and bool(r.get("overlap")) == overlap and r.get("scope", "full") == scope),
+                    None)
 
     out = [f"Run `{run.name}`; load average (1 min) at each measurement's start: " + ", ".join(
         f"{label(r)} {fmt(r.get('load1'))}" for r in records) + "."]
@@ -68,7 +72,7 @@ def main() -> int:
 
     # 1. per model: tract (facecast, 1 thread) vs onnxruntime
     ort = by_peer_clip.get(("onnxruntime", None), {})
-    tract = next((r for r in facecast if r.get("threads") == 1 and r.get("models")), {})
+    tract = next((r for r in facecast if r.get("models")), {})
     ids = list(dict.fromkeys(list(get(tract, "models") or {}) + list(get(ort, "models") or {})))
     rows = []
     for i in ids:
@@ -89,20 +93,22 @@ def main() -> int:
         out.append("\n### tract per operator: the four costliest, share of the model's time\n")
         out.append(table(["model", "operators (nodes of each kind summed)"], rows))
 
-    # 2. per frame: facecast vs mediapipe
+    # 2. per frame: facecast vs mediapipe; the ratio is of the ms per frame (throughput) to
+    # mediapipe face_mesh with iris's
     for clip in ("one_face", "six_faces"):
+        mesh = by_peer_clip.get(("mediapipe_face_mesh_iris", clip))
         rows = []
-        for r in [fc(clip, 1), fc(clip, 2), fc(clip, 2, True),
-                  by_peer_clip.get(("mediapipe_face_mesh_iris", clip)),
-                  by_peer_clip.get(("mediapipe_face_detection", clip))]:
+        runs = [fc(clip, threads, overlap, scope) for scope in ("landmarks", "full")
+                for threads, overlap in ((1, False), (2, False), (2, True))]
+        for r in runs + [mesh, by_peer_clip.get(("mediapipe_face_detection", clip))]:
             if r:
                 fps = r.get("fps")
                 rows.append([label(r), r.get("frames"), get(r, "frame_ms", "p50"),
                              get(r, "frame_ms", "p99"), fps, round(1000 / fps, 2) if fps else None,
-                             get(r, "faces_per_frame", "mean")])
+                             ratio((mesh or {}).get("fps"), fps), get(r, "faces_per_frame", "mean")])
         out.append(f"\n### Per frame, {clip}: facecast vs mediapipe (ms)\n")
         out.append(table(["", "frames", "latency p50", "latency p99", "fps", "ms per frame (1000/fps)",
-                          "faces/frame"], rows))
+                          "/ mediapipe face_mesh_iris", "faces/frame"], rows))
 
     # 3. full pipeline fps vs face_recognition
     rows = []
@@ -125,7 +131,8 @@ def main() -> int:
     # 5. facecast's stages
     if facecast:
         stages = list(dict.fromkeys(s for r in facecast for s in (r.get("stages") or {})))
-        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("threads", 0), bool(r.get("overlap"))))
+        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("scope", "full"), r.get("threads", 0),
+                                             bool(r.get("overlap"))))
         rows = [[s] + [fmt(get(r, "stages", s, "p50")) + " / " + fmt(get(r, "stages", s, "p99"))
                        + f" ({fmt(get(r, 'stages', s, 'n'))})" for r in cols] for s in stages]
         out.append("\n### facecast per stage: p50 / p99 ms (count)\n")

@@ -3,7 +3,8 @@
 #   1. the peers' venvs (benches/peers/setup.sh; idempotent)
 #   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
 #   3. the peers, one process each (benches/peers/peers.py), single-threaded
-#   4. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap
+#   4. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
+#      full pipeline, and the landmarks alone (benches/landmarks.toml)
 #   5. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
@@ -55,17 +56,24 @@ done
 cd "$repo"
 for clip in "${clips[@]}"; do
     faces=$(faces_in "$clip")
-    # 1 and 2 analysis threads, then 2 with the two stages one frame apart ([pipeline] overlap).
-    for run in 1 2 2-overlap; do
-        threads=${run%%-*} overlap=()
-        [ "$run" = 2-overlap ] && overlap=(--overlap)
-        # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
-        model_runs=0
-        [ "$clip/$run" = "one_face/1" ] && model_runs=$ort_runs
-        # --max-faces: told how many faces the clip holds, as mediapipe is (max_num_faces).
-        "$facecast" bench --clip "$work/clips/$clip.y4m" --threads "$threads" "${overlap[@]}" \
-            --max-faces "$faces" --model-runs "$model_runs" --json "$out/facecast_${clip}_t$run.json"
+    # The full pipeline (the default configuration), then the landmarks alone
+    # (benches/landmarks.toml: mediapipe's face_mesh with iris's scope).
+    for scope in full landmarks; do
+        config=()
+        [ "$scope" = landmarks ] && config=(--config "$repo/benches/landmarks.toml")
+        # 1 and 2 analysis threads, then 2 with the two stages one frame apart ([pipeline]
+        # overlap).
+        for run in 1 2 2-overlap; do
+            threads=${run%%-*} overlap=()
+            [ "$run" = 2-overlap ] && overlap=(--overlap)
+            # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
+            model_runs=0
+            [ "$clip/$scope/$run" = "one_face/full/1" ] && model_runs=$ort_runs
+            # --max-faces: told how many faces the clip holds, as mediapipe is (max_num_faces).
+            "$facecast" "${config[@]}" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
+                "${overlap[@]}" --max-faces "$faces" --model-runs "$model_runs" \
+                --json "$out/facecast_${clip}_${scope}_t$run.json"
+        done
     done
 done
-
 "$py_peers" "$repo/benches/report.py" "$out" | tee "$out/report.md"

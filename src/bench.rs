@@ -99,6 +99,7 @@ pub fn run(
         "threads": config.pipeline.analysis_threads(),
         "overlap": config.pipeline.overlap,
         "max_faces": config.detector.max_faces,
+        "scope": scope(&config),
         "frames": summary.analysed,
         "faces_per_frame": {"mean": round3(sink.faces as f64 / summary.analysed.max(1) as f64)},
         "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),
@@ -121,6 +122,17 @@ pub fn run(
         )?);
     }
     Ok(report)
+}
+
+/// What the pipeline analyses: "landmarks" (detection or tracking, mesh, irises, pose and
+/// gaze: MediaPipe's face_mesh with iris), "full" with identity, attributes or action units.
+fn scope(config: &Config) -> &'static str {
+    let attributes = config.attributes.enabled || config.attributes.action_units;
+    if config.identity.enabled || attributes {
+        "full"
+    } else {
+        "landmarks"
+    }
 }
 
 /// Encodes every record and event as the MQTT publisher would (the part of publishing done on

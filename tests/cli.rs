@@ -219,6 +219,11 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["fps"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["scope"], "full", "{report}");
+    assert!(
+        report["stages"]["identity"]["n"].as_u64() > Some(0),
+        "{report}"
+    );
     let manifest =
         facecast::model::Manifest::load(&common::models_dir()).expect("models/manifest.toml");
     for entry in &manifest.models {
@@ -259,7 +264,8 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
     }
     // facecast's own operators are in the real networks' plans: every one of FaceMesh's
     // depthwise layers runs as ours (channel-last on small planes, by rows on large ones),
-    // none as tract's, and its dense ones (1x1 and the first) as ours.
+    // none as tract's, and its dense ones (1x1 and the first) as ours, with the PRelus that
+    // follow them fused in.
     let mesh_ops: Vec<&str> = report["models"]["face_mesh"]["ops"]
         .as_array()
         .unwrap()
@@ -270,9 +276,41 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
         mesh_ops.contains(&"facecast.DepthwiseConv2d")
             && mesh_ops.contains(&"facecast.Conv2dRows")
             && mesh_ops.contains(&"facecast.Conv2dPanels")
-            && !mesh_ops.contains(&"DepthWiseConv"),
+            && !mesh_ops.contains(&"DepthWiseConv")
+            && !mesh_ops.contains(&"facecast.ChannelPrelu"),
         "{mesh_ops:?}"
     );
+}
+
+#[test]
+fn bench_with_the_landmarks_configuration_runs_mediapipes_scope_only() {
+    // benches/landmarks.toml: what mediapipe's face_mesh with iris does, timed beside it.
+    let output = facecast(
+        &[
+            "--config",
+            "benches/landmarks.toml",
+            "bench",
+            "--clip",
+            "tests/images/derived/single_face_blink.y4m",
+            "--model-runs",
+            "0",
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scope"], "landmarks", "{report}");
+    let stages = report["stages"].as_object().unwrap();
+    for stage in ["mesh", "eyes", "pose"] {
+        assert!(stages.contains_key(stage), "{stage}: {report}");
+    }
+    for stage in ["identity", "attributes", "action_units"] {
+        assert!(!stages.contains_key(stage), "{stage}: {report}");
+    }
 }
 
 #[test]
