@@ -94,16 +94,26 @@ impl DepthwiseConv2d {
         let columns = w.min(pw - self.window.pad[1]);
         let plane = h * w;
         for y in 0..rows {
-            for x in 0..columns {
-                let src = y * w + x;
-                let dst = &mut padded
-                    [((y + self.window.pad[0]) * pw + x + self.window.pad[1]) * c..][..c];
-                // BLOCK channels at a time: a contiguous run of the pixel's vector, read from
-                // BLOCK planes whose next values the following pixel reads.
-                for (block, out) in dst.chunks_exact_mut(BLOCK).enumerate() {
-                    let first = block * BLOCK * plane + src;
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = planes[first + j * plane];
+            let row = ((y + self.window.pad[0]) * pw + self.window.pad[1]) * c;
+            for channel in (0..c).step_by(BLOCK) {
+                // Tiles of BLOCK pixels by BLOCK channels: BLOCK contiguous reads (a run of
+                // each plane), then BLOCK contiguous writes (a run of each pixel's vector).
+                let whole = columns - columns % BLOCK;
+                for x in (0..whole).step_by(BLOCK) {
+                    let tile: [[f32; BLOCK]; BLOCK] = std::array::from_fn(|j| {
+                        planes[(channel + j) * plane + y * w + x..][..BLOCK]
+                            .try_into()
+                            .expect("BLOCK")
+                    });
+                    for i in 0..BLOCK {
+                        let pixel: [f32; BLOCK] = std::array::from_fn(|j| tile[j][i]);
+                        padded[row + (x + i) * c + channel..][..BLOCK].copy_from_slice(&pixel);
+                    }
+                }
+                for x in whole..columns {
+                    for j in 0..BLOCK {
+                        padded[row + x * c + channel + j] =
+                            planes[(channel + j) * plane + y * w + x];
                     }
                 }
             }
