@@ -20,7 +20,7 @@
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the
-//! bias and ReLU that follow it); facecast's ONNX front end wires
+//! bias, residual Add and ReLU or PRelu that follow it); facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
 //! the dev profile optimises it like tract (tests run it at real speed) while facecast itself
 //! stays quick to build.
