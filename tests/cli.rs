@@ -200,24 +200,24 @@ fn models_lists_and_verifies_the_manifest() {
     assert!(!stdout.contains("FAILED"), "{stdout}");
 }
 
-#[test]
-fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
-    let output = facecast(
-        &[
-            "bench",
-            "--clip",
-            "tests/images/derived/single_face_blink.y4m",
-            "--model-runs",
-            "4",
-        ],
-        None,
-    );
+/// `facecast [--config CONFIG] bench` on the blink clip, each model timed `model_runs` times
+/// alone: its JSON report.
+fn bench_report(config: Option<&str>, model_runs: &str) -> serde_json::Value {
+    let config = config.map_or(vec![], |path| vec!["--config", path]);
+    let clip = "tests/images/derived/single_face_blink.y4m";
+    let bench = ["bench", "--clip", clip, "--model-runs", model_runs];
+    let output = facecast(&[&config[..], &bench].concat(), None);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
+    let report = bench_report(None, "4");
     assert!(report["fps"].as_f64().unwrap() > 0.0, "{report}");
     assert_eq!(report["scope"], "full", "{report}");
     assert!(
@@ -285,24 +285,7 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
 #[test]
 fn bench_with_the_landmarks_configuration_runs_mediapipes_scope_only() {
     // benches/landmarks.toml: what mediapipe's face_mesh with iris does, timed beside it.
-    let output = facecast(
-        &[
-            "--config",
-            "benches/landmarks.toml",
-            "bench",
-            "--clip",
-            "tests/images/derived/single_face_blink.y4m",
-            "--model-runs",
-            "0",
-        ],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = bench_report(Some("benches/landmarks.toml"), "0");
     assert_eq!(report["scope"], "landmarks", "{report}");
     let stages = report["stages"].as_object().unwrap();
     for stage in ["mesh", "eyes", "pose"] {
