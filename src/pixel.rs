@@ -117,8 +117,9 @@ fn clamp_u8(v: i32) -> u8 {
 }
 
 /// Pixels converted at once: the arithmetic runs over arrays of this many samples, which the
-/// compiler vectorises. One pixel at a time (indexing the planes per pixel) a 640x480 I420
-/// frame took 5.8 ms; in blocks of 16, 0.8 ms, the same bytes (SSE2, scratch benchmark).
+/// compiler vectorises (for the baseline: SSE2, NEON). One pixel at a time (indexing the planes
+/// per pixel) a 640x480 I420 frame took 2.25 ms; in blocks of 16, 0.76 ms, the same bytes
+/// (release build, p50 of 300 each, docs/performance.md round 11).
 const BLOCK: usize = 16;
 
 /// Luma, U and V samples of [`BLOCK`] pixels.
