@@ -93,12 +93,12 @@ impl DepthwiseConv2d {
         let rows = h.min(ph - self.window.pad[0]);
         let columns = w.min(pw - self.window.pad[1]);
         let plane = h * w;
+        let whole = columns - columns % BLOCK;
         for y in 0..rows {
             let row = ((y + self.window.pad[0]) * pw + self.window.pad[1]) * c;
             for channel in (0..c).step_by(BLOCK) {
                 // Tiles of BLOCK pixels by BLOCK channels: BLOCK contiguous reads (a run of
                 // each plane), then BLOCK contiguous writes (a run of each pixel's vector).
-                let whole = columns - columns % BLOCK;
                 for x in (0..whole).step_by(BLOCK) {
                     let tile: [[f32; BLOCK]; BLOCK] = std::array::from_fn(|j| {
                         planes[(channel + j) * plane + y * w + x..][..BLOCK]

@@ -103,12 +103,7 @@ impl Activation {
         match self {
             Activation::Linear => {}
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Prelu(slopes) => {
-                let slope = slopes[channel];
-                for v in values {
-                    *v = if *v > 0.0 { *v } else { slope * *v };
-                }
-            }
+            Activation::Prelu(slopes) => crate::prelu::prelu(values, slopes[channel]),
         }
     }
 }
@@ -420,21 +415,18 @@ impl Conv2dPanels {
             return;
         }
         // The last pixels of every row and of every residual plane, padded to a vector.
-        let padded = |planes: &[f32], starts: &mut dyn Iterator<Item = usize>, count| {
-            let mut rows = vec![0.0; count * LANES];
-            for (to, start) in rows.chunks_exact_mut(LANES).zip(starts) {
+        let padded = |planes: &[f32], starts: &[usize]| {
+            let mut rows = vec![0.0; starts.len() * LANES];
+            for (to, &start) in rows.chunks_exact_mut(LANES).zip(starts) {
                 to[..rest].copy_from_slice(&planes[start + first..][..rest]);
             }
             rows
         };
         let rows = self.offsets.len();
-        let last_rows = padded(source, &mut self.offsets.iter().copied(), rows);
+        let last_rows = padded(source, &self.offsets);
         let last_residual = residual.map(|residual| {
-            padded(
-                residual,
-                &mut (0..self.outputs).map(|o| o * computed),
-                self.outputs,
-            )
+            let starts: Vec<usize> = (0..self.outputs).map(|o| o * computed).collect();
+            padded(residual, &starts)
         });
         let offsets: Vec<usize> = (0..rows).map(|k| k * LANES).collect();
         let mut last_output = vec![0.0; self.outputs * LANES];

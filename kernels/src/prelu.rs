@@ -27,6 +27,14 @@ impl ChannelPrelu {
     }
 }
 
+/// PRelu with one `slope`, in place: for x > 0, x; otherwise slope · x.
+#[inline(always)]
+pub(crate) fn prelu(values: &mut [f32], slope: f32) {
+    for v in values {
+        *v = if *v > 0.0 { *v } else { slope * *v };
+    }
+}
+
 impl Op for ChannelPrelu {
     fn name(&self) -> StaticName {
         "facecast.ChannelPrelu".into()
@@ -57,10 +65,7 @@ impl EvalOp for ChannelPrelu {
                 .chunks_exact_mut(plane.max(1))
                 .enumerate()
             {
-                let s = slope[p % channels];
-                for v in values {
-                    *v = if *v > 0.0 { *v } else { s * *v };
-                }
+                prelu(values, slope[p % channels]);
             }
         }
         Ok(tvec!(x.into_tvalue()))
