@@ -50,7 +50,10 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
 
 /// facecast's kernel for node `id`, if it has one.
 fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn TypedOp>>> {
-    if let Some(op) = max_pool::MaxPool2d::for_node(model, id)? {
+    if let Some(op) = pool::MaxPool2d::for_node(model, id)? {
+        return Ok(Some(Box::new(op)));
+    }
+    if let Some(op) = pool::SumPool2x2::for_node(model, id)? {
         return Ok(Some(Box::new(op)));
     }
     if let Some(op) = depthwise::DepthwiseConv2d::for_node(model, id)? {
@@ -111,8 +114,8 @@ macro_rules! on_widest_vectors {
 }
 
 mod depthwise;
-mod max_pool;
 mod panels;
+mod pool;
 mod prelu;
 mod resize;
 mod rows;

@@ -31,7 +31,7 @@ use tract_core::internal::*;
 use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::cnn::Conv;
 use tract_core::ops::einsum::EinSum;
-use tract_core::ops::math::{Add, Max};
+use tract_core::ops::math::{Add, Max, Mul};
 
 use crate::{ChannelPrelu, ConvLayer, Window};
 
@@ -81,9 +81,29 @@ pub struct Conv2dPanels {
     weights: Arc<Vec<f32>>,
     /// One bias per output channel (zero without a bias), zero past the last one.
     bias: Arc<Vec<f32>>,
+    /// A multiplication and an addition per output channel after the bias: a batch
+    /// normalisation the converter left unfolded (FER's separable convolutions).
+    scale_shift: Option<ScaleShift>,
     /// Adds a second input of the output's shape (a residual connection) to the sums.
     residual: bool,
     activation: Activation,
+}
+
+/// Output channel `o`'s values `v` become `v * scale[o] + shift[o]`, rounded after each step as
+/// tract's `Mul` and `Add` nodes round them.
+#[derive(Debug, Clone, PartialEq)]
+struct ScaleShift {
+    scale: Arc<Vec<f32>>,
+    shift: Arc<Vec<f32>>,
+}
+
+impl ScaleShift {
+    /// Output channel `channel`'s scale and shift, in place on `values`.
+    #[inline(always)]
+    fn apply(&self, channel: usize, values: &mut [f32]) {
+        let (scale, shift) = (self.scale[channel], self.shift[channel]);
+        values.iter_mut().for_each(|v| *v = *v * scale + shift);
+    }
 }
 
 /// The activation fused in after the bias (and the residual).
@@ -141,14 +161,34 @@ impl Phases {
         }
     }
 
-    /// Scratch offsets of every (input plane, tap), in tract's order.
+    /// Whether each tap (row-major) reads the input for some output pixel: a tap that reads
+    /// only padding adds nothing. dlib's last 3x3 convolution pads a 1x1 plane: eight of its
+    /// nine taps are padding (8/9 of the layer's 2.4 MB of weights and of its products).
+    fn live_taps(&self) -> Vec<bool> {
+        let live = |axis: usize, k: usize| {
+            let window = &self.window;
+            (0..window.output[axis]).any(|o| {
+                (o * window.stride[axis] + k)
+                    .checked_sub(window.pad[axis])
+                    .is_some_and(|i| i < window.input[axis])
+            })
+        };
+        let [kh, kw] = self.window.kernel;
+        (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| live(0, ky) && live(1, kx))
+            .collect()
+    }
+
+    /// Scratch offsets of every (input plane, live tap), in tract's order.
     fn offsets(&self, inputs: usize) -> Vec<usize> {
         let [kh, kw] = self.window.kernel;
         let [sy, sx] = self.window.stride;
+        let live = self.live_taps();
         let mut offsets = Vec::with_capacity(inputs * kh * kw);
         for i in 0..inputs {
             for ky in 0..kh {
-                for kx in 0..kw {
+                for kx in (0..kw).filter(|&kx| live[ky * kw + kx]) {
                     let phase = (i * sy + ky % sy) * sx + kx % sx;
                     let shift = (ky / sy) * self.width + kx / sx;
                     offsets.push(phase * self.height * self.width + shift);
@@ -234,18 +274,16 @@ impl Conv2dPanels {
             return Ok(None);
         };
         let [oh, ow] = layer.output;
-        let (source, computed, offsets) = match layer.phases {
+        let (source, computed, offsets, live_taps) = match layer.phases {
             None => {
                 let pixels = oh * ow;
-                (
-                    Source::Planes,
-                    pixels,
-                    (0..layer.inputs).map(|i| i * pixels).collect(),
-                )
+                let offsets = (0..layer.inputs).map(|i| i * pixels).collect();
+                (Source::Planes, pixels, offsets, vec![true])
             }
             Some(phases) => {
                 let (computed, offsets) = (oh * phases.width, phases.offsets(layer.inputs));
-                (Source::Phases(phases), computed, offsets)
+                let live_taps = phases.live_taps();
+                (Source::Phases(phases), computed, offsets, live_taps)
             }
         };
         let mut last = OutletId::new(id, 0);
@@ -258,14 +296,34 @@ impl Conv2dPanels {
                 }
             }
         }
+        let mut scale_shift = None;
+        if let Some((mul, scale)) = single_binary_successor::<Mul>(model, last)? {
+            let scaled = OutletId::new(mul, 0);
+            if let (Some(scale), Some((add, shift))) = (
+                constant_values(model, scale, layer.outputs)?,
+                single_binary_successor::<Add>(model, scaled)?,
+            ) {
+                if let Some(shift) = constant_values(model, shift, layer.outputs)? {
+                    let (scale, shift) = (Arc::new(scale), Arc::new(shift));
+                    scale_shift = Some(ScaleShift { scale, shift });
+                    last = OutletId::new(add, 0);
+                }
+            }
+        }
         // A residual is added where the sums are computed in the output's layout.
         let mut residual = None;
         if computed == oh * ow {
             if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
                 let (sum, other_fact) = (model.outlet_fact(last)?, model.outlet_fact(other)?);
+                // tract drops a batch axis of one here and there (face-api's dense blocks add
+                // CHW sums to NCHW ones): the same values in the same order.
+                let planes = |fact: &TypedFact| {
+                    let shape = fact.shape.as_concrete()?;
+                    Some(shape[shape.iter().take_while(|&&d| d == 1).count()..].to_vec())
+                };
                 if other_fact.konst.is_none()
                     && other_fact.datum_type == f32::datum_type()
-                    && other_fact.shape == sum.shape
+                    && planes(other_fact).is_some_and(|other| Some(other) == planes(sum))
                 {
                     residual = Some(other);
                     last = OutletId::new(add, 0);
@@ -299,8 +357,14 @@ impl Conv2dPanels {
         let rows = offsets.len();
         let blocks = layer.outputs.div_ceil(BLOCK);
         let mut packed = vec![0.0; blocks * rows * BLOCK];
-        for (o, filter) in layer.weights.chunks_exact(rows).enumerate() {
-            for (k, &weight) in filter.iter().enumerate() {
+        let filter_len = layer.inputs * live_taps.len();
+        for (o, filter) in layer.weights.chunks_exact(filter_len).enumerate() {
+            // The weights of the live taps (the rows of `offsets`).
+            let live = filter
+                .iter()
+                .zip(live_taps.iter().cycle())
+                .filter_map(|(weight, &live)| live.then_some(weight));
+            for (k, &weight) in live.enumerate() {
                 let weight = if weight.abs() < NEGLIGIBLE {
                     0.0
                 } else {
@@ -320,6 +384,7 @@ impl Conv2dPanels {
             output_shape: output_shape.into(),
             weights: Arc::new(packed),
             bias: Arc::new(bias),
+            scale_shift,
             residual: residual.is_some(),
             activation,
         };
@@ -490,6 +555,9 @@ impl Conv2dPanels {
                 for (to, &s) in out.iter_mut().zip(sum.as_flattened()) {
                     *to = s + bias;
                 }
+                if let Some(scale_shift) = &self.scale_shift {
+                    scale_shift.apply(channel + r, out);
+                }
                 if let Some(residual) = residual {
                     for (to, &r) in out.iter_mut().zip(&residual[at..][..width]) {
                         *to += r;
@@ -582,7 +650,7 @@ impl Layer {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, Conv2dPanels, BLOCK, LANES};
+    use super::{Activation, Conv2dPanels, ScaleShift, BLOCK, LANES};
 
     /// Every output plane's sums for `conv` from `source`.
     #[target_feature(enable = "avx512f")]
@@ -657,12 +725,21 @@ mod avx512 {
             for (r, sums) in sums.iter().enumerate().take(conv.outputs - channel) {
                 let channel = channel + r;
                 let bias = _mm512_set1_ps(conv.bias[channel]);
+                let scale_shift = conv
+                    .scale_shift
+                    .as_ref()
+                    .map(|ScaleShift { scale, shift }| {
+                        [scale, shift].map(|values| _mm512_set1_ps(values[channel]))
+                    });
                 let plane = channel * computed..(channel + 1) * computed;
                 let residual = residual.map(|residual| &residual[plane.clone()]);
                 let plane = &mut output[plane];
                 for (v, &sum) in sums.iter().enumerate() {
                     let at = first + v * LANES;
                     let mut value = _mm512_add_ps(sum, bias);
+                    if let Some([scale, shift]) = scale_shift {
+                        value = _mm512_add_ps(_mm512_mul_ps(value, scale), shift);
+                    }
                     if let Some(residual) = residual {
                         // SAFETY: the loaded lanes are computed pixels, inside the plane.
                         let residual =
@@ -763,6 +840,10 @@ impl Op for Conv2dPanels {
             Source::Planes => format!("1x1 on {} pixels", self.computed),
             Source::Phases(phases) => phases.window.describe(),
         };
+        let scale_shift = match self.scale_shift {
+            Some(_) => ", scale and shift",
+            None => "",
+        };
         let residual = if self.residual { ", + residual" } else { "" };
         let activation = match self.activation {
             Activation::Linear => "",
@@ -770,7 +851,7 @@ impl Op for Conv2dPanels {
             Activation::Prelu(_) => ", PRelu",
         };
         Ok(vec![format!(
-            "{} -> {} channels, {window}{residual}{activation}",
+            "{} -> {} channels, {window}{scale_shift}{residual}{activation}",
             self.inputs, self.outputs
         )])
     }
@@ -821,10 +902,10 @@ mod tests {
         Prelu,
     }
 
-    /// What follows a test layer's convolution and bias: whether the input is added as a
-    /// residual (taken every `stride`-th row and column: the output's plane), and the
-    /// activation.
-    type Tail = (bool, Act);
+    /// What follows a test layer's convolution and bias: whether a per-channel `Mul` and `Add`
+    /// (a batch normalisation) follow, whether the input is added as a residual (taken every
+    /// `stride`-th row and column: the output's plane), and the activation.
+    type Tail = (bool, bool, Act);
 
     /// A dense convolution ([inputs, outputs], input `hw`, square `kernel`, `stride`, `pad` =
     /// [before, after]) with its bias and `tail`, decluttered as facecast loads a model (a 1x1
@@ -834,10 +915,23 @@ mod tests {
         hw: [usize; 2],
         [kernel, stride]: [usize; 2],
         pad: [usize; 2],
-        (residual, act): Tail,
+        (batch_norm, residual, act): Tail,
     ) -> TypedModel {
         let mut model = conv_graph([inputs, outputs, 1], hw, kernel, stride, pad);
         let mut y = model.output_outlets().unwrap()[0];
+        if batch_norm {
+            let per_channel = |model: &mut TypedModel, name: &str, f: fn(usize) -> f32| {
+                let values: Vec<f32> = (0..outputs).map(f).collect();
+                let values = Tensor::from_shape(&[1, outputs, 1, 1], &values).unwrap();
+                model.add_const(name, values).unwrap()
+            };
+            let scale = per_channel(&mut model, "scales", |o| (o % 5) as f32 / 3.0 + 0.3);
+            let shift = per_channel(&mut model, "shifts", |o| (o % 3) as f32 / 2.0 - 0.5);
+            let mul = tract_core::ops::math::mul();
+            y = model.wire_node("scale", mul, &[y, scale]).unwrap()[0];
+            let add = tract_core::ops::math::add();
+            y = model.wire_node("shift", add, &[y, shift]).unwrap()[0];
+        }
         if residual {
             assert_eq!(inputs, outputs, "the residual is the input");
             let mut x = model.input_outlets().unwrap()[0];
@@ -872,10 +966,10 @@ mod tests {
     /// what follows it.
     type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], Tail);
 
-    const NONE: Tail = (false, Act::Linear);
-    const RELU: Tail = (false, Act::Relu);
+    const NONE: Tail = (false, false, Act::Linear);
+    const RELU: Tail = (false, false, Act::Relu);
 
-    const CASES: [Case; 21] = [
+    const CASES: [Case; 26] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
         // and panels, smaller than one vector, with and without a ReLU.
         ([16, 16], [96, 96], [1, 1], [0, 0], NONE),
@@ -894,16 +988,61 @@ mod tests {
         ([3, 24], [65, 67], [5, 2], [1, 2], NONE),
         ([16, 8], [21, 17], [3, 2], [1, 0], RELU),
         ([10, 12], [13, 11], [5, 1], [2, 2], NONE),
+        // Taps that read only padding (dropped): dlib's 3x3 on a 1x1 plane; a 5x5's outer
+        // rows and columns on a 2x2 plane.
+        ([24, 40], [1, 1], [3, 1], [1, 1], RELU),
+        ([8, 16], [2, 2], [5, 1], [2, 2], NONE),
         // Residuals and PRelu, as in FaceMesh, Iris and BlazeFace: 1x1 (in whole vectors and
         // with a last part), 2x2 stride 2 (computed in the output's layout), 3x3 (computed
         // wider than the output: the residual is left to tract), PRelu alone after a KxK.
-        ([16, 16], [96, 96], [1, 1], [0, 0], (true, Act::Prelu)),
-        ([64, 64], [32, 32], [2, 2], [0, 0], (true, Act::Prelu)),
-        ([13, 13], [17, 19], [1, 1], [0, 0], (true, Act::Relu)),
-        ([24, 24], [12, 12], [1, 1], [0, 0], (true, Act::Linear)),
-        ([32, 32], [35, 35], [3, 1], [1, 1], (true, Act::Prelu)),
-        ([3, 16], [64, 64], [3, 2], [0, 1], (false, Act::Prelu)),
-        ([24, 40], [9, 9], [3, 1], [1, 1], (false, Act::Prelu)),
+        (
+            [16, 16],
+            [96, 96],
+            [1, 1],
+            [0, 0],
+            (false, true, Act::Prelu),
+        ),
+        (
+            [64, 64],
+            [32, 32],
+            [2, 2],
+            [0, 0],
+            (false, true, Act::Prelu),
+        ),
+        ([13, 13], [17, 19], [1, 1], [0, 0], (false, true, Act::Relu)),
+        (
+            [24, 24],
+            [12, 12],
+            [1, 1],
+            [0, 0],
+            (false, true, Act::Linear),
+        ),
+        (
+            [32, 32],
+            [35, 35],
+            [3, 1],
+            [1, 1],
+            (false, true, Act::Prelu),
+        ),
+        (
+            [3, 16],
+            [64, 64],
+            [3, 2],
+            [0, 1],
+            (false, false, Act::Prelu),
+        ),
+        ([24, 40], [9, 9], [3, 1], [1, 1], (false, false, Act::Prelu)),
+        // A batch normalisation left as Mul and Add (FER): before a ReLU, before a residual,
+        // after a KxK convolution's own bias.
+        ([16, 16], [60, 60], [1, 1], [0, 0], (true, false, Act::Relu)),
+        (
+            [32, 32],
+            [15, 15],
+            [1, 1],
+            [0, 0],
+            (true, true, Act::Linear),
+        ),
+        ([8, 8], [30, 30], [3, 1], [1, 1], (true, false, Act::Relu)),
     ];
 
     #[test]
@@ -919,7 +1058,7 @@ mod tests {
             } else {
                 assert_close(&ours, &theirs, &case);
             }
-            if tail.1 == Act::Relu {
+            if tail.2 == Act::Relu {
                 assert!(ours.iter().all(|&v| v >= 0.0), "{case}");
             }
         }
@@ -967,6 +1106,25 @@ mod tests {
     }
 
     #[test]
+    fn drops_the_taps_that_read_only_padding() {
+        let conv = panels_of(dense_graph([24, 40], [1, 1], [3, 1], [1, 1], RELU));
+        assert_eq!(conv.offsets.len(), 24, "the centre tap of each input plane");
+        let conv = panels_of(dense_graph([8, 16], [2, 2], [5, 1], [2, 2], NONE));
+        assert_eq!(
+            conv.offsets.len(),
+            8 * 3 * 3,
+            "rows and columns 1..=3 of the 5x5"
+        );
+    }
+
+    #[test]
+    fn fuses_a_batch_normalisation_left_as_mul_and_add() {
+        let graph = dense_graph([16, 16], [15, 15], [1, 1], [0, 0], (true, true, Act::Relu));
+        let conv = panels_of(graph);
+        assert!(conv.scale_shift.is_some() && conv.residual && conv.activation == Activation::Relu);
+    }
+
+    #[test]
     fn fuses_the_bias_and_relu() {
         for kernel in [1, 3] {
             let fused = dense_graph([16, 32], [8, 8], [kernel, 1], [kernel / 2; 2], RELU);
@@ -989,7 +1147,13 @@ mod tests {
     fn fuses_a_residual_and_prelu_where_the_sums_are_laid_out_as_the_output() {
         // 1x1 and 2x2 stride 2: the Add and the PRelu are in the panels' node.
         for ([kernel, stride], hw) in [([1, 1], [12, 12]), ([2, 2], [16, 16])] {
-            let graph = dense_graph([8, 8], hw, [kernel, stride], [0, 0], (true, Act::Prelu));
+            let graph = dense_graph(
+                [8, 8],
+                hw,
+                [kernel, stride],
+                [0, 0],
+                (false, true, Act::Prelu),
+            );
             let conv = panels_of(graph.clone());
             assert!(conv.residual, "k{kernel}");
             assert!(matches!(conv.activation, Activation::Prelu(_)), "k{kernel}");
@@ -1007,7 +1171,7 @@ mod tests {
             );
         }
         // 3x3 stride 1, padded: the sums are rows of the scratch's width; tract adds.
-        let graph = dense_graph([8, 8], [9, 9], [3, 1], [1, 1], (true, Act::Prelu));
+        let graph = dense_graph([8, 8], [9, 9], [3, 1], [1, 1], (false, true, Act::Prelu));
         let conv = panels_of(graph);
         assert!(!conv.residual && conv.activation == Activation::Linear);
     }
