@@ -331,15 +331,9 @@ impl Conv2dPanels {
         if computed == oh * ow {
             if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
                 let (sum, other_fact) = (model.outlet_fact(last)?, model.outlet_fact(other)?);
-                // tract drops a batch axis of one here and there (face-api's dense blocks add
-                // CHW sums to NCHW ones): the same values in the same order.
-                let planes = |fact: &TypedFact| {
-                    let shape = fact.shape.as_concrete()?;
-                    Some(shape[shape.iter().take_while(|&&d| d == 1).count()..].to_vec())
-                };
                 if other_fact.konst.is_none()
                     && other_fact.datum_type == f32::datum_type()
-                    && planes(other_fact).is_some_and(|other| Some(other) == planes(sum))
+                    && other_fact.shape == sum.shape
                 {
                     residual = Some(other);
                     last = OutletId::new(add, 0);
