@@ -16,7 +16,8 @@
 //! each (input plane, tap), a row of the scratch at that tap's offset. The output is computed
 //! at the scratch's width (columns past the output's are dropped). For a panel of pixels (one
 //! or two vectors of 16), a block of output channels keeps its sums in registers while the
-//! (input plane, tap) rows stream through, then adds the bias (and a residual input, the
+//! (input plane, tap) rows stream through, then adds the bias (then a batch normalisation's
+//! scale and shift where the converter left them as `Mul` and `Add`, and a residual input, the
 //! shortcut of a ResNet or MobileNet block) and applies the ReLU or PRelu that follows, in
 //! registers. In tract each was a pass over the output of its own: BlazeFace's Add+Max chains
 //! took 0.96 ms of its 10, FaceMesh's and Iris's PRelus and Adds 13-14% of their time.
