@@ -1030,6 +1030,12 @@ mod tests {
 
     const NONE: Tail = (false, false, Act::Linear);
     const RELU: Tail = (false, false, Act::Relu);
+    const PRELU: Tail = (false, false, Act::Prelu);
+    const RESIDUAL: Tail = (false, true, Act::Linear);
+    const RESIDUAL_RELU: Tail = (false, true, Act::Relu);
+    const RESIDUAL_PRELU: Tail = (false, true, Act::Prelu);
+    const NORM_RELU: Tail = (true, false, Act::Relu);
+    const NORM_RESIDUAL: Tail = (true, true, Act::Linear);
 
     const CASES: [Case; 28] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
@@ -1060,54 +1066,18 @@ mod tests {
         // Residuals and PRelu, as in FaceMesh, Iris and BlazeFace: 1x1 (in whole vectors and
         // with a last part), 2x2 stride 2 (computed in the output's layout), 3x3 (computed
         // wider than the output: the residual is left to tract), PRelu alone after a KxK.
-        (
-            [16, 16],
-            [96, 96],
-            [1, 1],
-            [0, 0],
-            (false, true, Act::Prelu),
-        ),
-        (
-            [64, 64],
-            [32, 32],
-            [2, 2],
-            [0, 0],
-            (false, true, Act::Prelu),
-        ),
-        ([13, 13], [17, 19], [1, 1], [0, 0], (false, true, Act::Relu)),
-        (
-            [24, 24],
-            [12, 12],
-            [1, 1],
-            [0, 0],
-            (false, true, Act::Linear),
-        ),
-        (
-            [32, 32],
-            [35, 35],
-            [3, 1],
-            [1, 1],
-            (false, true, Act::Prelu),
-        ),
-        (
-            [3, 16],
-            [64, 64],
-            [3, 2],
-            [0, 1],
-            (false, false, Act::Prelu),
-        ),
-        ([24, 40], [9, 9], [3, 1], [1, 1], (false, false, Act::Prelu)),
+        ([16, 16], [96, 96], [1, 1], [0, 0], RESIDUAL_PRELU),
+        ([64, 64], [32, 32], [2, 2], [0, 0], RESIDUAL_PRELU),
+        ([13, 13], [17, 19], [1, 1], [0, 0], RESIDUAL_RELU),
+        ([24, 24], [12, 12], [1, 1], [0, 0], RESIDUAL),
+        ([32, 32], [35, 35], [3, 1], [1, 1], RESIDUAL_PRELU),
+        ([3, 16], [64, 64], [3, 2], [0, 1], PRELU),
+        ([24, 40], [9, 9], [3, 1], [1, 1], PRELU),
         // A batch normalisation left as Mul and Add (FER): before a ReLU, before a residual,
         // after a KxK convolution's own bias.
-        ([16, 16], [60, 60], [1, 1], [0, 0], (true, false, Act::Relu)),
-        (
-            [32, 32],
-            [15, 15],
-            [1, 1],
-            [0, 0],
-            (true, true, Act::Linear),
-        ),
-        ([8, 8], [30, 30], [3, 1], [1, 1], (true, false, Act::Relu)),
+        ([16, 16], [60, 60], [1, 1], [0, 0], NORM_RELU),
+        ([32, 32], [15, 15], [1, 1], [0, 0], NORM_RESIDUAL),
+        ([8, 8], [30, 30], [3, 1], [1, 1], NORM_RELU),
     ];
 
     #[test]
