@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import statistics
 import sys
 
 DASH = "—"
@@ -34,6 +35,11 @@ def get(record, *keys):
     return record
 
 
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
@@ -53,11 +59,22 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     run = pathlib.Path(sys.argv[1])
-    records = [json.loads(p.read_text()) for p in sorted(run.glob("*.json"))]
-    if not records:
+    files = sorted(run.glob("*.json"))
+    if not files:
         print(f"report.py: no JSON files in {run}", file=sys.stderr)
         return 1
+    # Each model alone, timed in rounds: onnxruntime_rNN.json and facecast_models_rNN.json,
+    # paired by round (the file names sort them). A run before the rounds has one
+    # onnxruntime.json and the models in its one-face, one-thread pipeline record.
+    model_files = [p for p in files if p.name.startswith("facecast_models_")]
+    tract_rounds = [json.loads(p.read_text()) for p in model_files]
+    records = [json.loads(p.read_text()) for p in files if p not in model_files]
+    ort_rounds = [r for r in records if r["peer"] == "onnxruntime"]
     facecast = [r for r in records if r["peer"] == "facecast"]
+    if not tract_rounds:
+        tract_rounds = [r for r in facecast if r.get("models")][:1]
+    # The pipeline runs and the per-frame peers, with one onnxruntime record for the memory table.
+    records = [r for r in records if r["peer"] != "onnxruntime"] + ort_rounds[:1]
     by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
 
     def fc(clip, threads, overlap=False, scope="full"):
@@ -70,20 +87,33 @@ def main() -> int:
     if not facecast:
         out.append("\n(no facecast results in this run: only the peers' columns are filled)")
 
-    # 1. per model: tract (facecast, 1 thread) vs onnxruntime
-    ort = by_peer_clip.get(("onnxruntime", None), {})
-    tract = next((r for r in facecast if r.get("models")), {})
+    # 1. per model: tract (facecast, 1 thread) vs onnxruntime, round by round: each figure is
+    # the median of the rounds', each ratio the median of the rounds' ratios
+    rounds = list(zip(tract_rounds, ort_rounds))
+    tract = tract_rounds[0] if tract_rounds else {}
+    ort = ort_rounds[0] if ort_rounds else {}
     ids = list(dict.fromkeys(list(get(tract, "models") or {}) + list(get(ort, "models") or {})))
     rows = []
     for i in ids:
-        t, o = get(tract, "models", i) or {}, get(ort, "models", i) or {}
-        rows.append([i, o.get("precision", DASH), t.get("p50"), t.get("p99"), o.get("p50"),
-                     o.get("p99"), ratio(t.get("p50"), o.get("p50")), ratio(t.get("p99"), o.get("p99")),
-                     t.get("load_ms")])
+        per_round = [(get(t, "models", i) or {}, get(o, "models", i) or {}) for t, o in rounds]
+
+        def figure(side, key):
+            return median([m[side].get(key) for m in per_round])
+
+        def ratios(key):
+            return [t[key] / o[key] for t, o in per_round if t.get(key) and o.get(key)]
+
+        p50_ratios = ratios("p50")
+        spread = (f"{min(p50_ratios):.2f}-{max(p50_ratios):.2f}" if p50_ratios else DASH)
+        precision = (get(ort, "models", i) or {}).get("precision", DASH)
+        rows.append([i, precision, figure(0, "p50"), figure(0, "p99"), figure(1, "p50"),
+                     figure(1, "p99"), median(p50_ratios), spread, median(ratios("p99")),
+                     (get(tract, "models", i) or {}).get("load_ms")])
     out.append(f"\n### Per model, one thread: tract (facecast {fmt(tract.get('version'))}) vs "
-               f"onnxruntime {fmt(ort.get('version'))} (ms per run)\n")
+               f"onnxruntime {fmt(ort.get('version'))} (ms per run; {len(rounds)} round(s) taken in "
+               "turn, medians)\n")
     out.append(table(["model", "precision", "tract p50", "tract p99", "ort p50", "ort p99",
-                      "tract/ort p50", "tract/ort p99", "tract load ms"], rows))
+                      "tract/ort p50", "rounds' p50 ratios", "tract/ort p99", "tract load ms"], rows))
 
     # 1b. where tract spends each model's time (facecast bench's per-operator profile)
     profiled = [(i, get(tract, "models", i, "ops")) for i in ids]

@@ -2,21 +2,24 @@
 # Issue 9: facecast and its peers timed in one run on the same frames.
 #   1. the peers' venvs (benches/peers/setup.sh; idempotent)
 #   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
-#   3. the peers, one process each (benches/peers/peers.py), single-threaded
-#   4. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
+#   3. every model alone, onnxruntime (benches/peers/peers.py) and tract (`facecast bench
+#      --model-runs`) in turn, MODEL_ROUNDS times
+#   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded
+#   5. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
 #      full pipeline, and the landmarks alone (benches/landmarks.toml)
-#   5. benches/report.py: the markdown tables for docs/performance.md
+#   6. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
 # Knobs: FACECAST_BIN (default $CARGO_TARGET_DIR/release/facecast, CARGO_TARGET_DIR defaulting
-# to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), FR_FRAMES (30: dlib's HOG
-# detector takes about a second a frame here).
+# to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), MODEL_ROUNDS (3),
+# FR_FRAMES (30: dlib's HOG detector takes about a second a frame here).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-${BENCH_DIR:-/var/tmp/facecast-bench}}
 peers="$repo/benches/peers"
 facecast=${FACECAST_BIN:-${CARGO_TARGET_DIR:-/var/tmp/facecast-target}/release/facecast}
 ort_runs=${ORT_RUNS:-200}
+model_rounds=${MODEL_ROUNDS:-3}
 fr_frames=${FR_FRAMES:-30}
 clips=(one_face six_faces)
 # How many faces a clip holds (its name says it): mediapipe's max_num_faces, facecast's
@@ -40,7 +43,16 @@ out="$work/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 echo "run.sh: results in $out ($(uptime))"
 
-"$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" --out "$out/onnxruntime.json"
+# The machine moves between a fast and a slow state over minutes (docs/performance.md, rounds
+# 6 and 12): timed minutes apart, one runtime can fall in each. So the two runtimes take turns,
+# each round timing every model in each (about 15 s a side), and report.py compares them round
+# by round.
+for round in $(seq -f %02g "$model_rounds"); do
+    "$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" \
+        --out "$out/onnxruntime_r$round.json"
+    (cd "$repo" && "$facecast" bench --clip "$work/clips/one_face.y4m" --threads 1 \
+        --max-faces 1 --model-runs "$ort_runs" --json "$out/facecast_models_r$round.json")
+done
 for clip in "${clips[@]}"; do
     y4m="$work/clips/$clip.y4m"
     faces=$(faces_in "$clip")
@@ -66,12 +78,9 @@ for clip in "${clips[@]}"; do
         for run in 1 2 2-overlap; do
             threads=${run%%-*} overlap=()
             [ "$run" = 2-overlap ] && overlap=(--overlap)
-            # Each model alone (as onnxruntime runs it above) once; the pipeline on every run.
-            model_runs=0
-            [ "$clip/$scope/$run" = "one_face/full/1" ] && model_runs=$ort_runs
             # --max-faces: told how many faces the clip holds, as mediapipe is (max_num_faces).
             "$facecast" "${config[@]}" bench --clip "$work/clips/$clip.y4m" --threads "$threads" \
-                "${overlap[@]}" --max-faces "$faces" --model-runs "$model_runs" \
+                "${overlap[@]}" --max-faces "$faces" --model-runs 0 \
                 --json "$out/facecast_${clip}_${scope}_t$run.json"
         done
     done
