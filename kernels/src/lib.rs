@@ -6,21 +6,20 @@
 //! copies of the input (an im2col copy for a KxK kernel, panels for a 1x1 one): for a few
 //! input planes (first layers) and the 1x1 layers the packing took as long as the product.
 //!
-//! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns
-//! per output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize
-//! at 21 ns per output value (13% of the full-range BlazeFace detector), PRelu, as two
-//! element-wise chains, at 20-26% of FaceMesh and Iris, and depthwise convolutions at 35-45% of
-//! the MobileNet-style networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize
-//! kernels here compute tract's values (the same comparisons, the same weights summed in the
-//! same order) a whole row at a time, in loops the compiler vectorises (and the 2x2 average
-//! pools of dlib's ResNet and the gender network, which tract visits window by window); [`ChannelPrelu`] is one
-//! select per value; the convolutions are computed channel-last, a vector of channels at a
-//! time, on small depthwise planes (`depthwise.rs`), and a vector of neighbouring pixels at a
-//! time on the rest (`rows.rs`); the dense ones as sums of shifted input planes, a panel of
-//! pixels and a block of output channels at a time, without packing (`panels.rs`), with what
-//! follows them: the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`,
-//! the ReLU or PRelu; a 1x1 convolution of stride 2 reads its planes itself (tract
-//! downsampled them in two passes first).
+//! `facecast bench`'s per-operator profile (docs/performance.md) found max pooling at 18-24 ns per
+//! output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize at 21 ns
+//! per output value (13% of the full-range BlazeFace detector), PRelu, as two element-wise chains,
+//! at 20-26% of FaceMesh and Iris, and depthwise convolutions at 35-45% of the MobileNet-style
+//! networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize kernels here compute
+//! tract's values (the same comparisons, the same weights summed in the same order) a whole row at
+//! a time, in loops the compiler vectorises (and the 2x2 average pools of dlib's ResNet and the
+//! gender network, which tract visits window by window); [`ChannelPrelu`] is one select per value;
+//! the convolutions are computed channel-last, a vector of channels at a time, on small depthwise
+//! planes (`depthwise.rs`), and a vector of neighbouring pixels at a time on the rest (`rows.rs`);
+//! the dense ones as sums of shifted input planes, a panel of pixels and a block of output channels
+//! at a time, without packing (`panels.rs`), with what follows them: the bias, a batch
+//! normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu; a 1x1 convolution of
+//! stride 2 reads its planes itself (tract downsampled them in two passes first).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the

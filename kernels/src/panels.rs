@@ -182,11 +182,11 @@ impl Phases {
             .collect()
     }
 
-    /// Scratch offsets of every (input plane, live tap), in tract's order.
-    fn offsets(&self, inputs: usize) -> Vec<usize> {
+    /// Scratch offsets of every (input plane, live tap), in tract's order; `live` is
+    /// [`Phases::live_taps`].
+    fn offsets(&self, inputs: usize, live: &[bool]) -> Vec<usize> {
         let [kh, kw] = self.window.kernel;
         let [sy, sx] = self.window.stride;
-        let live = self.live_taps();
         let mut offsets = Vec::with_capacity(inputs * kh * kw);
         for i in 0..inputs {
             for ky in 0..kh {
@@ -298,8 +298,9 @@ impl Conv2dPanels {
                 (Source::Planes, pixels, offsets, vec![true])
             }
             Some(phases) => {
-                let (computed, offsets) = (oh * phases.width, phases.offsets(layer.inputs));
                 let live_taps = phases.live_taps();
+                let offsets = phases.offsets(layer.inputs, &live_taps);
+                let computed = oh * phases.width;
                 (Source::Phases(phases), computed, offsets, live_taps)
             }
         };
@@ -643,16 +644,18 @@ impl Layer {
         // of that one phase (tract copied the planes twice, 13% of FER's time).
         let (input, phases) = match downsampled(model, node.inputs[0])? {
             Some((input, stride)) => {
-                let input_shape = model.outlet_fact(input)?.shape.as_concrete();
-                let window = input_shape.map(|input_shape| Window {
+                let Some(input_shape) = model.outlet_fact(input)?.shape.as_concrete() else {
+                    return Ok(None);
+                };
+                let window = Window {
                     output_shape: shape.into(),
                     input: crate::plane(input_shape),
                     output: crate::plane(shape),
                     kernel: [1, 1],
                     stride: [stride, stride],
                     pad: [0, 0],
-                });
-                (input, window.map(Phases::new))
+                };
+                (input, Some(Phases::new(window)))
             }
             None => (node.inputs[0], None),
         };

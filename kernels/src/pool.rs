@@ -249,9 +249,10 @@ impl EvalOp for MaxPool2d {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
+        let padded = vec![f32::MIN; self.padded_len()];
         let mut scratch = Scratch {
-            padded: vec![f32::MIN; self.padded_len()],
-            phases: vec![f32::MIN; self.padded_len()],
+            phases: padded.clone(),
+            padded,
         };
         let output = crate::map_planes(
             &input,
