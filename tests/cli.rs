@@ -263,9 +263,8 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
             .all(|n| !n["detail"].as_str().unwrap().is_empty()));
     }
     // facecast's own operators are in the real networks' plans: every one of FaceMesh's
-    // depthwise layers runs as ours (channel-last on small planes, by rows on large ones),
-    // none as tract's, and its dense ones (1x1 and the first) as ours, with the PRelus that
-    // follow them fused in.
+    // depthwise layers runs as ours, none as tract's, and its dense ones (1x1 and the first) as
+    // ours, with the PRelus that follow them fused in.
     let mesh_ops: Vec<&str> = report["models"]["face_mesh"]["ops"]
         .as_array()
         .unwrap()
@@ -274,7 +273,6 @@ fn bench_times_the_pipeline_and_profiles_every_model_node_by_node() {
         .collect();
     assert!(
         mesh_ops.contains(&"facecast.DepthwiseConv2d")
-            && mesh_ops.contains(&"facecast.Conv2dRows")
             && mesh_ops.contains(&"facecast.Conv2dPanels")
             && !mesh_ops.contains(&"DepthWiseConv")
             && !mesh_ops.contains(&"facecast.ChannelPrelu"),

@@ -1,186 +1,168 @@
-//! Depthwise convolution (one filter per channel) of f32 NCHW planes with small output planes
-//! and many channels, computed channel-last.
+//! Convolutions of f32 NCHW planes whose output channels each read one input plane: depthwise
+//! layers (one filter per channel, or several) and the first layers of a grey input.
 //!
-//! tract 0.23 convolves a depthwise layer one channel plane at a time, one output value at a
-//! time. On the small, deep planes of these MobileNet-style networks (2x2 to 24x24 pixels, 64
-//! to 384 channels) its per-plane work dominates: 0.5 GMAC/s on BlazeFace's 6x6x384 layers.
-//! This kernel transposes the planes into a zero-padded channel-last scratch (row, column,
-//! channel), computes each output pixel as vectors across the channels (a tap is one multiply
-//! and add of a channel vector, summed in registers: no bounds, no per-plane set-up, and a
-//! stride is only where the window starts), and transposes the result back.
+//! tract 0.23 convolves such a layer one channel plane at a time, one output value at a time:
+//! 0.5-1.3 GMAC/s on BlazeFace's and FaceMesh's layers. Here each input plane is copied into a
+//! zero-padded scratch split into its stride's phases ([`Phases`], the dense panels' scratch),
+//! in which every tap of every output pixel is at a fixed offset from the output pixel's own
+//! position, rows included. The output plane is then computed at the scratch's width as one
+//! run of pixels, vectors of neighbouring pixels, a tap being one multiply and add of the
+//! scratch shifted by the tap's offset, for several vectors at once so that the sums do not
+//! wait on each other. The columns past the output's are dropped as the rows are copied out.
 //!
-//! The transposes cost a pass over the input and the output each, which only small planes
-//! repay: larger ones go to [`crate::rows`] ([`DepthwiseConv2d::for_node`]; per-layer figures in
-//! docs/performance.md).
+//! Two kernels came before this one: whole vectors of channels, channel-last (the planes
+//! transposed in and out, which cost twice the sums on 14x14x128), and a row of output pixels at
+//! a time (a vector per row: on 7x7 and 14x14 planes more than half or an eighth of its lanes
+//! past the row). Computing the plane as one run wastes only the padding columns. Against them,
+//! one layer alone (scratch benchmark, interleaved, release): 14x14x128 and x256 0.52-0.58x the
+//! channel-last kernel's time, 24x24x128 0.25-0.36x, strided 48x48 and 96x96 0.41-0.62x the
+//! better of the two; large planes of stride 1 even with the rows (0.93-1.06x); the smallest
+//! planes slower (3x3x128 1.8x, 6x6 -> 3x3 3.5x: 0.014 and 0.03 ms), their few pixels no longer
+//! covering a channel's set-up.
 //!
-//! Each output is the bias plus the taps in tract's order, multiplied and added without
-//! fusing, as tract's kernel does on x86-64: the same values there (the tests compare).
+//! Each output is the bias plus the taps in tract's order (row, then column), multiplied and
+//! added without fusing, as tract's depthwise kernel does on x86-64: the same values there (the
+//! tests compare).
 
 use std::sync::Arc;
 
 use tract_core::internal::*;
 
-use crate::{ConvLayer, Window};
+use crate::phases::{copy_row, Phases};
+use crate::ConvLayer;
 
-/// Layers with output planes up to this many pixels (and whole vectors of channels) are
-/// computed here, larger ones by rows ([`crate::rows`]). Per layer (x86-64, AVX-512, against
-/// tract's time): 0.24-0.92 at 24x24 and below but 1.07-1.3 at 28x28 and 1.8-11 at 48x48 and
-/// up, where rows take 0.45-0.75; rows 1.3-1.6x this kernel's time on 16x16x64 and on 48x48 ->
-/// 24x24 strided (docs/performance.md).
-const MAX_OUTPUT_PIXELS: usize = 24 * 24;
-
-/// Channels moved together into the channel-last scratch.
-const BLOCK: usize = 8;
-
-/// Channels multiplied and added together: one 512-bit vector, two 256-bit ones. A layer's
-/// channels must be a multiple.
+/// Neighbouring output pixels summed together: one 512-bit vector, two 256-bit ones.
 const LANES: usize = 16;
+
+/// Vectors of pixels summed together at most: independent sums, so that each multiply and
+/// add need not wait for the one before it (8 rather than 4: 0.85-0.94x the time on planes of
+/// 48x48 and up).
+const VECTORS: usize = 8;
+
+/// The largest kernel side and stride computed here (these networks': 3x3 and 5x5, strides 1
+/// and 2).
+const MAX_KERNEL: usize = 7;
+const MAX_STRIDE: usize = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthwiseConv2d {
-    window: Window,
-    channels: usize,
-    /// The weights tap by tap: tap (ky, kx)'s weight for channel c at `(ky * kw + kx) * C + c`.
-    taps: Arc<Vec<f32>>,
-    /// One bias per channel.
+    phases: Phases,
+    /// Input planes, one per group.
+    groups: usize,
+    /// Output channels per group (per input plane).
+    group_outputs: usize,
+    /// Where each tap (row-major) reads the scratch, from the output pixel's position.
+    offsets: Arc<Vec<usize>>,
+    /// tract's OIHW kernel: output channel o's weight at tap t at `o * taps + t`.
+    filters: Arc<Vec<f32>>,
+    /// One bias per output channel.
     bias: Arc<Vec<f32>>,
 }
 
 impl DepthwiseConv2d {
-    /// The replacement for node `id` if it is a depthwise convolution this kernel computes:
-    /// f32, channels first, batch of one, 2-D, no dilation, constant weights and bias, fixed
-    /// shapes, whole vectors of channels and an output plane small enough to gain.
+    /// The replacement for node `id` if it is a convolution this kernel computes: f32,
+    /// channels first, batch of one, 2-D, no dilation, constant weights and bias, fixed
+    /// shapes, one input plane per output channel (a group per input plane), a kernel side up
+    /// to [`MAX_KERNEL`] and a stride up to [`MAX_STRIDE`].
     pub fn for_node(model: &TypedModel, id: usize) -> TractResult<Option<DepthwiseConv2d>> {
-        let Some(ConvLayer {
-            conv,
-            window,
-            weights,
-        }) = ConvLayer::of(model, id, |conv, window| {
+        let Some(layer) = ConvLayer::of(model, id, |conv, window| {
             let spec = &conv.pool_spec;
-            let channels = spec.input_channels;
-            conv.group == channels
-                && spec.output_channels == channels
-                && channels % LANES == 0
-                && window.output[0] * window.output[1] <= MAX_OUTPUT_PIXELS
+            spec.input_channels == conv.group
+                && spec.output_channels % conv.group == 0
+                && window.kernel.iter().all(|&k| k <= MAX_KERNEL)
+                && window.stride.iter().all(|&s| s <= MAX_STRIDE)
         })?
         else {
             return Ok(None);
         };
-        let channels = conv.pool_spec.input_channels;
-        let taps = window.kernel[0] * window.kernel[1];
-        // OIHW with one input channel per group: [C, 1, kh, kw], each channel's taps together.
-        let mut tap_major = vec![0.0; channels * taps];
-        for (c, filter) in weights.kernel.chunks_exact(taps).enumerate() {
-            for (t, &w) in filter.iter().enumerate() {
-                tap_major[t * channels + c] = w;
-            }
-        }
+        let groups = layer.conv.group;
+        let phases = Phases::new(layer.window);
+        let all_taps = vec![true; phases.window.kernel[0] * phases.window.kernel[1]];
         Ok(Some(DepthwiseConv2d {
-            window,
-            channels,
-            taps: Arc::new(tap_major),
-            bias: Arc::new(weights.bias),
+            offsets: Arc::new(phases.offsets(1, &all_taps)),
+            phases,
+            groups,
+            group_outputs: layer.conv.pool_spec.output_channels / groups,
+            filters: Arc::new(layer.weights.kernel),
+            bias: Arc::new(layer.weights.bias),
         }))
     }
 
-    /// `planes` (C planes, height by width), channel-last in a new scratch of the padded
-    /// size, zero outside them.
-    fn to_channel_last(&self, planes: &[f32]) -> Vec<f32> {
-        let c = self.channels;
-        let [h, w] = self.window.input;
-        let [ph, pw] = self.window.reach();
-        let mut padded = vec![0.0; ph * pw * c];
-        let rows = h.min(ph - self.window.pad[0]);
-        let columns = w.min(pw - self.window.pad[1]);
-        let plane = h * w;
-        let whole = columns - columns % BLOCK;
-        for y in 0..rows {
-            let row = ((y + self.window.pad[0]) * pw + self.window.pad[1]) * c;
-            for channel in (0..c).step_by(BLOCK) {
-                // Tiles of BLOCK pixels by BLOCK channels: BLOCK contiguous reads (a run of
-                // each plane), then BLOCK contiguous writes (a run of each pixel's vector).
-                for x in (0..whole).step_by(BLOCK) {
-                    let tile: [[f32; BLOCK]; BLOCK] = std::array::from_fn(|j| {
-                        planes[(channel + j) * plane + y * w + x..][..BLOCK]
-                            .try_into()
-                            .expect("BLOCK")
-                    });
-                    for i in 0..BLOCK {
-                        let pixel: [f32; BLOCK] = std::array::from_fn(|j| tile[j][i]);
-                        padded[row + (x + i) * c + channel..][..BLOCK].copy_from_slice(&pixel);
-                    }
-                }
-                for x in whole..columns {
-                    for j in 0..BLOCK {
-                        padded[row + x * c + channel + j] =
-                            planes[(channel + j) * plane + y * w + x];
-                    }
-                }
-            }
-        }
-        padded
-    }
+    on_widest_vectors!(DepthwiseConv2d, fn convolve => convolve_portable(input: &[f32], output: &mut [f32]));
 
-    /// `pixels` (channel-last, one C vector per output pixel) into `planes`, in tiles of
-    /// BLOCK pixels by BLOCK channels: BLOCK contiguous reads, then BLOCK contiguous writes.
-    fn to_planes(&self, pixels: &[f32], planes: &mut [f32]) {
-        let c = self.channels;
-        let count = self.window.output[0] * self.window.output[1];
-        let whole = count - count % BLOCK;
-        for channel in (0..c).step_by(BLOCK) {
-            for p in (0..whole).step_by(BLOCK) {
-                let mut tile = [[0f32; BLOCK]; BLOCK];
-                for (i, row) in tile.iter_mut().enumerate() {
-                    *row = pixels[(p + i) * c + channel..][..BLOCK]
-                        .try_into()
-                        .expect("BLOCK");
-                }
-                for j in 0..BLOCK {
-                    let column: [f32; BLOCK] = std::array::from_fn(|i| tile[i][j]);
-                    planes[(channel + j) * count + p..][..BLOCK].copy_from_slice(&column);
-                }
-            }
-            for p in whole..count {
-                for j in 0..BLOCK {
-                    planes[(channel + j) * count + p] = pixels[p * c + channel + j];
-                }
-            }
-        }
-    }
-
-    /// Every output pixel of `padded` (channel-last) into `pixels` (channel-last): the bias,
-    /// plus each tap's weights times the input pixel under the tap, a vector of channels at a
-    /// time, summed in registers and stored once.
+    /// Every output plane from `input` (both channels first), an input plane at a time through
+    /// one scratch, zeroed once: only the input's pixels are written for each plane.
     #[inline(always)]
-    fn convolve_portable(&self, padded: &[f32], pixels: &mut [f32]) {
-        let c = self.channels;
-        let [_, pw] = self.window.reach();
-        let [kh, kw] = self.window.kernel;
-        let [sy, sx] = self.window.stride;
-        let ow = self.window.output[1];
-        // Where each tap's input pixel sits, from the window's top-left one.
-        let offsets: Vec<usize> = (0..kh)
-            .flat_map(|ky| (0..kw).map(move |kx| (ky * pw + kx) * c))
-            .collect();
-        for (p, out) in pixels.chunks_exact_mut(c).enumerate() {
-            let corner = ((p / ow) * sy * pw + (p % ow) * sx) * c;
-            let window = &padded[corner..];
-            for start in (0..c).step_by(LANES) {
-                let mut sum: [f32; LANES] = self.bias[start..][..LANES].try_into().expect("LANES");
-                for (&offset, weights) in offsets.iter().zip(self.taps.chunks_exact(c)) {
-                    let w: [f32; LANES] = weights[start..][..LANES].try_into().expect("LANES");
-                    let x: [f32; LANES] =
-                        window[offset + start..][..LANES].try_into().expect("LANES");
-                    for i in 0..LANES {
-                        sum[i] += w[i] * x[i];
-                    }
+    fn convolve_portable(&self, input: &[f32], output: &mut [f32]) {
+        let [h, w] = self.phases.window.input;
+        let [oh, ow] = self.phases.window.output;
+        let width = self.phases.width;
+        // Whole vectors of pixels at the scratch's width, read at every tap's offset.
+        let computed = (oh * width).next_multiple_of(LANES);
+        let reach = self
+            .offsets
+            .iter()
+            .max()
+            .map_or(0, |&offset| offset + computed);
+        let mut scratch = vec![0.0; reach.max(self.phases.plane_len())];
+        let mut sums = vec![0.0; computed];
+        let inputs = input.chunks_exact(h * w);
+        let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
+        for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
+            self.phases.fill_plane(plane, &mut scratch);
+            for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
+                self.sums(&scratch, group * self.group_outputs + o, &mut sums);
+                for (to, from) in out.chunks_exact_mut(ow).zip(sums.chunks(width)) {
+                    copy_row(to, &from[..ow]);
                 }
-                out[start..][..LANES].copy_from_slice(&sum);
             }
         }
     }
 
-    on_widest_vectors!(DepthwiseConv2d, fn convolve => convolve_portable(padded: &[f32], pixels: &mut [f32]));
+    /// Output channel `channel`'s sums at every pixel of `sums` (whole vectors) from its input
+    /// plane's `scratch`, [`VECTORS`] vectors at a time while there are as many, then 4, 2 or 1.
+    #[inline(always)]
+    fn sums(&self, scratch: &[f32], channel: usize, sums: &mut [f32]) {
+        let mut first = 0;
+        while first < sums.len() {
+            let vectors = (sums.len() - first) / LANES;
+            let run = &mut sums[first..];
+            first += match vectors.min(VECTORS) {
+                8 => self.vectors::<8>(scratch, channel, first, run),
+                4..=7 => self.vectors::<4>(scratch, channel, first, run),
+                2 | 3 => self.vectors::<2>(scratch, channel, first, run),
+                _ => self.vectors::<1>(scratch, channel, first, run),
+            };
+        }
+    }
+
+    /// V vectors of output channel `channel`'s sums from pixel `first` into `sums`: the bias,
+    /// plus each tap's weight times the scratch at the tap's offset. Returns the pixels summed.
+    #[inline(always)]
+    fn vectors<const V: usize>(
+        &self,
+        scratch: &[f32],
+        channel: usize,
+        first: usize,
+        sums: &mut [f32],
+    ) -> usize {
+        let taps = self.offsets.len();
+        let filter = &self.filters[channel * taps..][..taps];
+        let mut vectors = [[self.bias[channel]; LANES]; V];
+        for (&offset, &weight) in self.offsets.iter().zip(filter) {
+            let pixels = &scratch[offset + first..][..V * LANES];
+            for (sum, pixels) in vectors.iter_mut().zip(pixels.chunks_exact(LANES)) {
+                // Into a vector first: summed straight from the slice, the compiler left the
+                // lanes scalar.
+                let pixels: [f32; LANES] = pixels.try_into().expect("LANES");
+                for (s, &x) in sum.iter_mut().zip(&pixels) {
+                    *s += weight * x;
+                }
+            }
+        }
+        sums[..V * LANES].copy_from_slice(vectors.as_flattened());
+        V * LANES
+    }
 }
 
 // tract compares operators to merge equal nodes; weights compare as values, as tract's own
@@ -194,9 +176,10 @@ impl Op for DepthwiseConv2d {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} channels, {}",
-            self.channels,
-            self.window.describe()
+            "{} planes of {} channels each, {}",
+            self.groups,
+            self.group_outputs,
+            self.phases.window.describe()
         )])
     }
 
@@ -211,15 +194,8 @@ impl EvalOp for DepthwiseConv2d {
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = inputs[0].try_as_plain_ram()?;
         let input = input.as_slice::<f32>()?;
-        let padded = self.to_channel_last(input);
-        let [oh, ow] = self.window.output;
-        let mut pixels = vec![0.0; oh * ow * self.channels];
-        self.convolve(&padded, &mut pixels);
-        // The output is allocated after the scratch, which is then freed below it: freed last,
-        // at the top of the heap, the allocator gave its pages back and faulted them in again
-        // on every run (a 16x16x64 layer 1.35x slower).
-        let output = crate::output_planes(&self.window.output_shape, |planes| {
-            self.to_planes(&pixels, planes)
+        let output = crate::output_planes(&self.phases.window.output_shape, |planes| {
+            self.convolve(input, planes)
         })?;
         Ok(tvec!(output.into_tvalue()))
     }
@@ -227,7 +203,9 @@ impl EvalOp for DepthwiseConv2d {
 
 impl TypedOp for DepthwiseConv2d {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].datum_type.fact(&self.window.output_shape)))
+        Ok(tvec!(inputs[0]
+            .datum_type
+            .fact(&self.phases.window.output_shape)))
     }
 
     as_op!();
@@ -235,25 +213,79 @@ impl TypedOp for DepthwiseConv2d {
 
 #[cfg(test)]
 mod tests {
-    use crate::tests::{conv_graph, depthwise_layers_equal_tract, installed};
+    use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
 
     #[test]
-    fn equals_tract_on_sizes_strides_and_paddings() {
-        depthwise_layers_equal_tract(&[
+    fn depthwise_layers_equal_tract() {
+        // (channels, input [h, w], square kernel, stride, padding [before, after]): planes of
+        // 2x2 to 96x96, rows not a multiple of a vector nor of the vectors summed together,
+        // strides of 1 and 2 with either padding parity, 3x3 and 5x5 kernels, channel counts in
+        // and out of whole vectors.
+        for (channels, hw, kernel, stride, pad) in [
             (384, [6, 6], 3, 1, [1, 1]),
             (64, [24, 24], 3, 1, [1, 1]),
             (16, [7, 9], 3, 2, [1, 1]),
             (48, [12, 12], 5, 1, [2, 2]),
             (16, [2, 2], 3, 1, [1, 1]),
-            (32, [11, 10], 3, 3, [0, 2]),
-        ]);
+            (128, [6, 6], 3, 2, [0, 0]),
+            (16, [96, 96], 3, 1, [1, 1]),
+            (32, [48, 48], 3, 1, [1, 1]),
+            (24, [12, 12], 3, 1, [1, 1]),
+            (3, [30, 37], 5, 1, [2, 2]),
+            (5, [27, 19], 3, 1, [0, 2]),
+            (32, [96, 96], 3, 2, [0, 1]),
+            (8, [61, 75], 3, 2, [1, 1]),
+            (24, [12, 12], 3, 2, [1, 1]),
+            (6, [40, 41], 5, 2, [2, 1]),
+        ] {
+            let groups = [channels; 3];
+            let (ours, theirs) =
+                ours_and_theirs(channels, hw, || conv_graph(groups, hw, kernel, stride, pad));
+            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
+            // The same multiplications and additions in the same order as tract's x86-64
+            // kernel, so equal there; elsewhere tract may fuse them, a rounding apart.
+            if cfg!(target_arch = "x86_64") {
+                assert_eq!(ours, theirs, "{case}");
+            } else {
+                assert_close(&ours, &theirs, &case);
+            }
+        }
     }
 
     #[test]
-    fn leaves_large_planes_and_odd_channel_counts_to_rows() {
-        for (channels, hw, stride) in [(32, [48, 48], 1), (24, [12, 12], 1), (24, [12, 12], 2)] {
-            let ops = installed(conv_graph([channels; 3], hw, 3, stride, [1, 1]));
-            assert_eq!(ops, ["facecast.Conv2dRows"], "{channels}x{hw:?} s{stride}");
+    fn several_outputs_per_plane_equal_tract_to_a_rounding() {
+        for ([inputs, outputs, groups], hw, kernel, stride, pad) in [
+            // First layers of a grey input, to 8 filters.
+            ([1, 8, 1], [20, 20], 3, 1, [0, 0]),
+            ([1, 8, 1], [21, 20], 3, 2, [0, 1]),
+            ([1, 8, 1], [30, 30], 5, 1, [2, 2]),
+            // Four planes, three outputs each.
+            ([4, 12, 4], [17, 21], 3, 1, [1, 1]),
+        ] {
+            let (ours, theirs) = ours_and_theirs(inputs, hw, || {
+                conv_graph([inputs, outputs, groups], hw, kernel, stride, pad)
+            });
+            let case = format!("{inputs}->{outputs}/{groups} {hw:?} k{kernel} s{stride} p{pad:?}");
+            // tract's matrix products fuse each multiply and add.
+            assert_close(&ours, &theirs, &case);
+        }
+    }
+
+    #[test]
+    fn leaves_large_kernels_strides_and_dense_layers_to_others() {
+        for ([inputs, outputs, groups], kernel, stride) in [
+            ([24, 24, 24], 3, 3),
+            ([32, 32, 32], 9, 1),
+            ([16, 32, 1], 3, 1),
+            ([3, 32, 1], 3, 1),
+            ([8, 6, 2], 3, 1),
+        ] {
+            let model = conv_graph([inputs, outputs, groups], [48, 48], kernel, stride, [1, 1]);
+            let ops = installed(model);
+            assert!(
+                !ops.contains(&"facecast.DepthwiseConv2d".to_string()),
+                "{inputs}->{outputs}/{groups} k{kernel} s{stride}: {ops:?}"
+            );
         }
     }
 }

@@ -14,12 +14,13 @@
 //! tract's values (the same comparisons, the same weights summed in the same order) a whole row at
 //! a time, in loops the compiler vectorises (and the 2x2 average pools of dlib's ResNet and the
 //! gender network, which tract visits window by window); [`ChannelPrelu`] is one select per value;
-//! the convolutions are computed channel-last, a vector of channels at a time, on small depthwise
-//! planes (`depthwise.rs`), and a vector of neighbouring pixels at a time on the rest (`rows.rs`);
-//! the dense ones as sums of shifted input planes, a panel of pixels and a block of output channels
-//! at a time, without packing (`panels.rs`), with what follows them: the bias, a batch
-//! normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu; a 1x1 convolution of
-//! stride 2 reads its planes itself (tract downsampled them in two passes first).
+//! the convolutions are computed as sums of shifted copies of zero-padded input planes split into
+//! their stride's phases (`phases.rs`), a vector of neighbouring pixels at a time: the depthwise
+//! ones a whole output plane as one run of pixels (`depthwise.rs`), the dense ones a panel of
+//! pixels and a block of output channels at a time, without packing (`panels.rs`), with what
+//! follows them: the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`, the
+//! ReLU or PRelu; a 1x1 convolution of stride 2 reads its planes itself (tract downsampled them in
+//! two passes first).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the
@@ -60,9 +61,6 @@ fn kernel_for(model: &TypedModel, id: usize) -> TractResult<Option<Box<dyn Typed
         return Ok(Some(Box::new(op)));
     }
     if let Some(op) = depthwise::DepthwiseConv2d::for_node(model, id)? {
-        return Ok(Some(Box::new(op)));
-    }
-    if let Some(op) = rows::Conv2dRows::for_node(model, id)? {
         return Ok(Some(Box::new(op)));
     }
     Ok(resize::Resize2d::for_node(model, id)?.map(|op| Box::new(op) as Box<dyn TypedOp>))
@@ -118,10 +116,10 @@ macro_rules! on_widest_vectors {
 
 mod depthwise;
 mod panels;
+mod phases;
 mod pool;
 mod prelu;
 mod resize;
-mod rows;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
 /// the geometry the max pool and convolution kernels share.
@@ -178,11 +176,6 @@ impl Window {
         } else {
             1
         }
-    }
-
-    /// Height and width of the padded input the output's windows reach, padding included.
-    fn reach(&self) -> [usize; 2] {
-        [0, 1].map(|a| (self.output[a] - 1) * self.stride[a] + self.kernel[a])
     }
 
     /// The planes and the window, for an operator's description in tract's profiles.
@@ -400,26 +393,6 @@ mod tests {
             q_params: None,
         };
         graph(inputs, hw, conv, vec![weights, tensor1(&bias)])
-    }
-
-    /// A depthwise layer: channels, input [h, w], square kernel, stride, padding [before, after].
-    pub type DepthwiseCase = (usize, [usize; 2], usize, usize, [usize; 2]);
-
-    /// Each depthwise layer computed by our kernel (which must take it) and by tract: the same
-    /// multiply-adds in the same order as tract's x86-64 kernel, so equal there; elsewhere
-    /// tract may fuse them, a rounding apart.
-    pub fn depthwise_layers_equal_tract(cases: &[DepthwiseCase]) {
-        for &(channels, hw, kernel, stride, pad) in cases {
-            let groups = [channels; 3];
-            let (ours, theirs) =
-                ours_and_theirs(channels, hw, || conv_graph(groups, hw, kernel, stride, pad));
-            let case = format!("{channels}x{hw:?} k{kernel} s{stride} p{pad:?}");
-            if cfg!(target_arch = "x86_64") {
-                assert_eq!(ours, theirs, "{case}");
-            } else {
-                assert_close(&ours, &theirs, &case);
-            }
-        }
     }
 
     /// Within 1e-5, relative to the larger of 1 and tract's value.
