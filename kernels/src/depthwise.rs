@@ -28,16 +28,8 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 
-use crate::phases::{copy_row, Phases};
+use crate::phases::{Phases, PlaneRun, TapStep, LANES};
 use crate::ConvLayer;
-
-/// Neighbouring output pixels summed together: one 512-bit vector, two 256-bit ones.
-const LANES: usize = 16;
-
-/// Vectors of pixels summed together at most: independent sums, so that each multiply and
-/// add need not wait for the one before it (8 rather than 4: 0.85-0.94x the time on planes of
-/// 48x48 and up).
-const VECTORS: usize = 8;
 
 /// The largest kernel side and stride computed here (these networks': 3x3 and 5x5, strides 1
 /// and 2).
@@ -51,8 +43,8 @@ pub struct DepthwiseConv2d {
     groups: usize,
     /// Output channels per group (per input plane).
     group_outputs: usize,
-    /// Where each tap (row-major) reads the scratch, from the output pixel's position.
-    offsets: Arc<Vec<usize>>,
+    /// The output plane computed from the phases.
+    run: PlaneRun,
     /// tract's OIHW kernel: output channel o's weight at tap t at `o * taps + t`.
     filters: Arc<Vec<f32>>,
     /// One bias per output channel.
@@ -77,9 +69,8 @@ impl DepthwiseConv2d {
         };
         let groups = layer.conv.group;
         let phases = Phases::new(layer.window);
-        let all_taps = vec![true; phases.window.kernel[0] * phases.window.kernel[1]];
         Ok(Some(DepthwiseConv2d {
-            offsets: Arc::new(phases.offsets(1, &all_taps)),
+            run: PlaneRun::new(&phases),
             phases,
             groups,
             group_outputs: layer.conv.pool_spec.output_channels / groups,
@@ -96,72 +87,39 @@ impl DepthwiseConv2d {
     fn convolve_portable(&self, input: &[f32], output: &mut [f32]) {
         let [h, w] = self.phases.window.input;
         let [oh, ow] = self.phases.window.output;
-        let width = self.phases.width;
-        // Whole vectors of pixels at the scratch's width, read at every tap's offset.
-        let computed = (oh * width).next_multiple_of(LANES);
-        let reach = self
-            .offsets
-            .iter()
-            .max()
-            .map_or(0, |&offset| offset + computed);
-        let mut scratch = vec![0.0; reach.max(self.phases.plane_len())];
-        let mut sums = vec![0.0; computed];
+        let mut scratch = self.run.scratch(0.0);
+        let mut values = self.run.values();
+        let taps = self.run.offsets.len();
         let inputs = input.chunks_exact(h * w);
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
         for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
             self.phases.fill_plane(plane, &mut scratch);
             for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
-                self.sums(&scratch, group * self.group_outputs + o, &mut sums);
-                for (to, from) in out.chunks_exact_mut(ow).zip(sums.chunks(width)) {
-                    copy_row(to, &from[..ow]);
-                }
+                let channel = group * self.group_outputs + o;
+                let filter = &self.filters[channel * taps..][..taps];
+                let bias = self.bias[channel];
+                let sum = WeightedSum { filter };
+                self.run.compute(&scratch, &mut values, out, bias, &sum);
             }
         }
     }
+}
 
-    /// Output channel `channel`'s sums at every pixel of `sums` (whole vectors) from its input
-    /// plane's `scratch`, [`VECTORS`] vectors at a time while there are as many, then 4, 2 or 1.
-    #[inline(always)]
-    fn sums(&self, scratch: &[f32], channel: usize, sums: &mut [f32]) {
-        let mut first = 0;
-        while first < sums.len() {
-            let vectors = (sums.len() - first) / LANES;
-            let run = &mut sums[first..];
-            first += match vectors.min(VECTORS) {
-                8 => self.vectors::<8>(scratch, channel, first, run),
-                4..=7 => self.vectors::<4>(scratch, channel, first, run),
-                2 | 3 => self.vectors::<2>(scratch, channel, first, run),
-                _ => self.vectors::<1>(scratch, channel, first, run),
-            };
-        }
-    }
+/// A depthwise filter's step: the tap's weight times the pixels, added to the sums.
+struct WeightedSum<'a> {
+    filter: &'a [f32],
+}
 
-    /// V vectors of output channel `channel`'s sums from pixel `first` into `sums`: the bias,
-    /// plus each tap's weight times the scratch at the tap's offset. Returns the pixels summed.
+impl TapStep for WeightedSum<'_> {
     #[inline(always)]
-    fn vectors<const V: usize>(
-        &self,
-        scratch: &[f32],
-        channel: usize,
-        first: usize,
-        sums: &mut [f32],
-    ) -> usize {
-        let taps = self.offsets.len();
-        let filter = &self.filters[channel * taps..][..taps];
-        let mut vectors = [[self.bias[channel]; LANES]; V];
-        for (&offset, &weight) in self.offsets.iter().zip(filter) {
-            let pixels = &scratch[offset + first..][..V * LANES];
-            for (sum, pixels) in vectors.iter_mut().zip(pixels.chunks_exact(LANES)) {
-                // Into a vector first: summed straight from the slice, the compiler left the
-                // lanes scalar.
-                let pixels: [f32; LANES] = pixels.try_into().expect("LANES");
-                for (s, &x) in sum.iter_mut().zip(&pixels) {
-                    *s += weight * x;
-                }
+    fn step<const V: usize>(&self, sums: &mut [[f32; LANES]; V], tap: usize, pixels: &[f32]) {
+        let weight = self.filter[tap];
+        for (sum, pixels) in sums.iter_mut().zip(pixels.chunks_exact(LANES)) {
+            let pixels: [f32; LANES] = pixels.try_into().expect("LANES");
+            for (s, &x) in sum.iter_mut().zip(&pixels) {
+                *s += weight * x;
             }
         }
-        sums[..V * LANES].copy_from_slice(vectors.as_flattened());
-        V * LANES
     }
 }
 
