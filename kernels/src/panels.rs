@@ -151,7 +151,8 @@ enum Source {
     },
 }
 
-/// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]).
+/// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]) where
+/// that makes fewer vectors of sums.
 const GATHERED_PIXELS: usize = 64;
 
 impl Conv2dPanels {
@@ -179,7 +180,10 @@ impl Conv2dPanels {
             Some(phases) => {
                 let live_taps = phases.live_taps();
                 let offsets = phases.offsets(layer.inputs, &live_taps);
-                if phases.width != ow && oh * ow <= GATHERED_PIXELS {
+                // Gathered where that saves vectors of sums (not on 3x3 planes: 9 and 15 pixels are
+                // one vector either way).
+                let vectors = |width: usize| (oh * width).div_ceil(LANES);
+                if oh * ow <= GATHERED_PIXELS && vectors(ow) < vectors(phases.width) {
                     let pixels = oh * ow;
                     let gathered = (0..offsets.len()).map(|k| k * pixels).collect();
                     let rows = Arc::new(offsets);
@@ -1055,7 +1059,13 @@ mod tests {
 
     #[test]
     fn gathers_the_rows_of_small_planes_and_adds_their_residual() {
-        for (hw, gathered) in [([4, 4], true), ([8, 8], true), ([9, 9], false)] {
+        // 3x3: one vector of sums either way; 9x9: more than 64 pixels.
+        for (hw, gathered) in [
+            ([4, 4], true),
+            ([8, 8], true),
+            ([3, 3], false),
+            ([9, 9], false),
+        ] {
             let conv = panels_of(dense_graph([8, 8], hw, [3, 1], [1, 1], RESIDUAL));
             assert_eq!(
                 matches!(conv.source, super::Source::Gathered { .. }),
