@@ -32,6 +32,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use tract_core::internal::*;
+use tract_core::ops::array::{Pad, PadMode};
 use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::cnn::Conv;
 use tract_core::ops::einsum::EinSum;
@@ -90,8 +91,10 @@ pub struct Conv2dPanels {
     /// A multiplication and an addition per output channel after the bias: a batch
     /// normalisation the converter left unfolded (FER's separable convolutions).
     scale_shift: Option<ScaleShift>,
-    /// Adds a second input of the output's shape (a residual connection) to the sums.
-    residual: bool,
+    /// Adds a second input (a residual connection) to the sums: its channels, the output's, or
+    /// fewer where the graph padded it with zero channels to the output's (BlazeFace: the
+    /// panels add nothing past them, and the `Pad` node is gone).
+    residual: Option<usize>,
     activation: Activation,
 }
 
@@ -232,7 +235,9 @@ impl Conv2dPanels {
                     && other_fact.datum_type == f32::datum_type()
                     && other_fact.shape == sum.shape
                 {
-                    residual = Some(other);
+                    residual = Some(
+                        zero_channel_padding(model, other, add)?.unwrap_or((other, layer.outputs)),
+                    );
                     last = OutletId::new(add, 0);
                 }
             }
@@ -292,13 +297,13 @@ impl Conv2dPanels {
             weights: Arc::new(packed),
             bias: Arc::new(bias),
             scale_shift,
-            residual: residual.is_some(),
+            residual: residual.map(|(_, channels)| channels),
             activation,
         };
         let node = &model.nodes[id];
         let mut patch = TypedModelPatch::new("facecast.Conv2dPanels");
         let mut inputs = tvec![patch.tap_model(model, layer_input)?];
-        if let Some(residual) = residual {
+        if let Some((residual, _)) = residual {
             inputs.push(patch.tap_model(model, residual)?);
         }
         let output = patch.wire_node(&node.name, op, &inputs)?;
@@ -345,6 +350,11 @@ impl Conv2dPanels {
                 Cow::Owned(gathered)
             }
         }
+    }
+
+    /// Whether output channel `channel` has a residual channel to add.
+    fn has_residual(&self, channel: usize) -> bool {
+        self.residual.is_some_and(|channels| channel < channels)
     }
 
     /// Every output plane's sums (`computed` pixels each) from `source`: with AVX-512, eight
@@ -414,7 +424,8 @@ impl Conv2dPanels {
         let rows = self.offsets.len();
         let last_rows = padded(source, &self.offsets);
         let last_residual = residual.map(|residual| {
-            let starts: Vec<usize> = (0..self.outputs).map(|o| o * computed).collect();
+            let channels = self.residual.unwrap_or(0);
+            let starts: Vec<usize> = (0..channels).map(|o| o * computed).collect();
             padded(residual, &starts)
         });
         let offsets: Vec<usize> = (0..rows).map(|k| k * LANES).collect();
@@ -482,7 +493,7 @@ impl Conv2dPanels {
                 if let Some(scale_shift) = &self.scale_shift {
                     scale_shift.apply(channel + r, out);
                 }
-                if let Some(residual) = residual {
+                if let Some(residual) = residual.filter(|_| self.has_residual(channel + r)) {
                     for (to, &r) in out.iter_mut().zip(&residual[at..][..width]) {
                         *to += r;
                     }
@@ -616,7 +627,8 @@ mod avx512 {
             .max()
             .map_or(0, |&offset| offset + computed);
         assert!(reach <= source.len() && output.len() == conv.outputs * computed);
-        assert!(residual.is_none_or(|residual| residual.len() == output.len()));
+        let residual_len = conv.residual.unwrap_or(0) * computed;
+        assert!(residual.is_none_or(|residual| residual.len() == residual_len));
         // The last pixels in one masked panel, of two vectors if they need them: every panel
         // reads all the weights, which on small planes cost more than the sums (256 -> 256
         // channels, 3x3, on 4x4 planes: 2.4 MB of weights for 24 pixels).
@@ -680,7 +692,9 @@ mod avx512 {
                         [scale, shift].map(|values| _mm512_set1_ps(values[channel]))
                     });
                 let plane = channel * computed..(channel + 1) * computed;
-                let residual = residual.map(|residual| &residual[plane.clone()]);
+                let residual = residual
+                    .filter(|_| conv.has_residual(channel))
+                    .map(|residual| &residual[plane.clone()]);
                 let plane = &mut output[plane];
                 for (v, &sum) in sums.iter().enumerate() {
                     let at = first + v * LANES;
@@ -740,6 +754,47 @@ fn downsampled(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(Outl
         .and_then(|s| usize::try_from(s).ok())
         .filter(|s| (2..=MAX_STRIDE).contains(s))
         .map(|s| (source, s)))
+}
+
+/// If `outlet` is planes padded with zero channels after their own (a `Pad` of constant zero
+/// on the channel axis alone, after), read by node `reader` alone: the planes and their
+/// channels. BlazeFace pads a block's shortcut so to the block's channels before adding it.
+fn zero_channel_padding(
+    model: &TypedModel,
+    outlet: OutletId,
+    reader: usize,
+) -> TractResult<Option<(OutletId, usize)>> {
+    let node = &model.nodes[outlet.node];
+    let Some(pad) = node.op_as::<Pad>() else {
+        return Ok(None);
+    };
+    let PadMode::Constant(value) = &pad.mode else {
+        return Ok(None);
+    };
+    let rank = pad.pads.len();
+    let Some(channel_axis) = rank.checked_sub(3) else {
+        return Ok(None);
+    };
+    let zero = value.cast_to_scalar::<f32>().is_ok_and(|v| v == 0.0);
+    let channels_only = pad
+        .pads
+        .iter()
+        .enumerate()
+        .all(|(axis, &(before, after))| before == 0 && (after == 0 || axis == channel_axis));
+    let successors = model.outlet_successors(outlet);
+    let read_by_reader_alone = successors.len() == 1 && successors[0].node == reader;
+    let input = node.inputs[0];
+    let shape = model
+        .outlet_fact(input)?
+        .shape
+        .as_concrete()
+        .map(|s| s.to_vec());
+    Ok(match shape {
+        Some(shape) if zero && channels_only && read_by_reader_alone => {
+            Some((input, shape[channel_axis]))
+        }
+        _ => None,
+    })
 }
 
 /// The node that alone reads `outlet`, if `outlet` is not a model output.
@@ -822,7 +877,11 @@ impl Op for Conv2dPanels {
             Some(_) => ", scale and shift",
             None => "",
         };
-        let residual = if self.residual { ", + residual" } else { "" };
+        let residual = match self.residual {
+            Some(channels) if channels < self.outputs => format!(", + residual of {channels}"),
+            Some(_) => ", + residual".to_string(),
+            None => String::new(),
+        };
         let activation = match self.activation {
             Activation::Linear => "",
             Activation::Relu => ", ReLU",
@@ -843,7 +902,7 @@ impl EvalOp for Conv2dPanels {
     /// Inputs: the planes, and the residual if one is fused in (the weights, bias and
     /// activation were read once by [`Conv2dPanels::patch_for`]).
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == 1 + self.residual as usize);
+        ensure!(inputs.len() == 1 + self.residual.is_some() as usize);
         let input = inputs[0].try_as_plain_ram()?;
         let input = input.as_slice::<f32>()?;
         let residual = inputs.get(1).map(|r| r.try_as_plain_ram()).transpose()?;
@@ -865,6 +924,9 @@ impl TypedOp for Conv2dPanels {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tract_core::ops::array::{Pad, PadMode};
     use tract_core::ops::Downsample;
     use tract_core::prelude::*;
 
@@ -911,11 +973,17 @@ mod tests {
             y = model.wire_node("shift", add, &[y, shift]).unwrap()[0];
         }
         if residual {
-            assert_eq!(inputs, outputs, "the residual is the input");
+            // The input, downsampled to the output's plane and padded with zero channels to
+            // the output's (as BlazeFace pads its blocks' shortcuts) if it has fewer.
             let mut x = model.input_outlets().unwrap()[0];
             for axis in [2, 3].into_iter().filter(|_| stride > 1) {
                 let down = Downsample::new(axis, stride as isize, 0);
                 x = model.wire_node(format!("down{axis}"), down, &[x]).unwrap()[0];
+            }
+            if inputs < outputs {
+                let pads = vec![(0, 0), (0, outputs - inputs), (0, 0), (0, 0)];
+                let pad = Pad::new(pads, PadMode::Constant(Arc::new(tensor0(0f32))));
+                x = model.wire_node("channel_padding", pad, &[x]).unwrap()[0];
             }
             let add = tract_core::ops::math::add();
             y = model.wire_node("residual", add, &[x, y]).unwrap()[0];
@@ -953,7 +1021,7 @@ mod tests {
     const NORM_RELU: Tail = (true, false, Act::Relu);
     const NORM_RESIDUAL: Tail = (true, true, Act::Linear);
 
-    const CASES: [Case; 31] = [
+    const CASES: [Case; 33] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
         // and panels, smaller than one vector, with and without a ReLU.
         ([16, 16], [96, 96], [1, 1], [0, 0], NONE),
@@ -989,6 +1057,9 @@ mod tests {
         ([32, 32], [35, 35], [3, 1], [1, 1], RESIDUAL_PRELU),
         ([3, 16], [64, 64], [3, 2], [0, 1], PRELU),
         ([24, 40], [9, 9], [3, 1], [1, 1], PRELU),
+        // A residual padded with zero channels (BlazeFace's shortcuts), stride 1 and 2.
+        ([16, 24], [12, 12], [1, 1], [0, 0], RESIDUAL_RELU),
+        ([24, 32], [16, 16], [2, 2], [0, 0], RESIDUAL),
         // Small planes, their rows gathered (dlib's last layers): with a residual, stride 2.
         ([32, 32], [4, 4], [3, 1], [1, 1], RESIDUAL_RELU),
         ([24, 24], [8, 8], [3, 1], [1, 1], RESIDUAL),
@@ -1045,7 +1116,9 @@ mod tests {
             };
             let input = varied(inputs * hw[0] * hw[1], 13);
             let source = conv.rows(&input);
-            let residual = conv.residual.then(|| varied(outputs * conv.computed, 7));
+            let residual = conv
+                .residual
+                .map(|channels| varied(channels * conv.computed, 7));
             let mut dispatched = vec![0.0; outputs * conv.computed];
             conv.sums(&source, residual.as_deref(), &mut dispatched);
             let mut portable = vec![0.0; dispatched.len()];
@@ -1073,8 +1146,18 @@ mod tests {
                 "{hw:?}"
             );
             // Gathered, the sums are laid out as the output: the residual is added in them.
-            assert_eq!(conv.residual, gathered, "{hw:?}");
+            assert_eq!(conv.residual.is_some(), gathered, "{hw:?}");
         }
+    }
+
+    #[test]
+    fn adds_a_residual_padded_with_zero_channels_without_the_padding() {
+        let model = || dense_graph([16, 24], [12, 12], [1, 1], [0, 0], RESIDUAL_RELU);
+        assert_eq!(panels_of(model()).residual, Some(16));
+        let mut installed = model();
+        crate::install(&mut installed).unwrap();
+        let plan = installed.into_optimized().unwrap();
+        assert!(plan.nodes.iter().all(|n| !n.op_is::<Pad>()));
     }
 
     #[test]
@@ -1102,7 +1185,11 @@ mod tests {
     fn fuses_a_batch_normalisation_left_as_mul_and_add() {
         let graph = dense_graph([16, 16], [15, 15], [1, 1], [0, 0], (true, true, Act::Relu));
         let conv = panels_of(graph);
-        assert!(conv.scale_shift.is_some() && conv.residual && conv.activation == Activation::Relu);
+        assert!(
+            conv.scale_shift.is_some()
+                && conv.residual.is_some()
+                && conv.activation == Activation::Relu
+        );
     }
 
     #[test]
@@ -1136,7 +1223,7 @@ mod tests {
                 (false, true, Act::Prelu),
             );
             let conv = panels_of(graph.clone());
-            assert!(conv.residual, "k{kernel}");
+            assert!(conv.residual.is_some(), "k{kernel}");
             assert!(matches!(conv.activation, Activation::Prelu(_)), "k{kernel}");
             let mut model = graph;
             crate::install(&mut model).unwrap();
@@ -1154,7 +1241,7 @@ mod tests {
         // 3x3 stride 1, padded: the sums are rows of the scratch's width; tract adds.
         let graph = dense_graph([8, 8], [9, 9], [3, 1], [1, 1], (false, true, Act::Prelu));
         let conv = panels_of(graph);
-        assert!(!conv.residual && conv.activation == Activation::Linear);
+        assert!(conv.residual.is_none() && conv.activation == Activation::Linear);
     }
 
     #[test]
@@ -1171,7 +1258,7 @@ mod tests {
         let (ours, theirs) = ours_and_theirs(8, [10, 10], make);
         assert_eq!(ours, theirs);
         let conv = panels_of(make());
-        assert!(!conv.residual && conv.activation == Activation::Linear);
+        assert!(conv.residual.is_none() && conv.activation == Activation::Linear);
     }
 
     #[test]
