@@ -10,17 +10,18 @@
 //! output value (14% of FaceMesh, 20% of face-api's age/gender network), bilinear Resize at 21 ns
 //! per output value (13% of the full-range BlazeFace detector), PRelu, as two element-wise chains,
 //! at 20-26% of FaceMesh and Iris, and depthwise convolutions at 35-45% of the MobileNet-style
-//! networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The pool and resize kernels here compute
-//! tract's values (the same comparisons, the same weights summed in the same order) a whole row at
-//! a time, in loops the compiler vectorises (and the 2x2 average pools of dlib's ResNet and the
-//! gender network, which tract visits window by window); [`ChannelPrelu`] is one select per value;
-//! the convolutions are computed as sums of shifted copies of zero-padded input planes split into
-//! their stride's phases (`phases.rs`), a vector of neighbouring pixels at a time: the depthwise
-//! ones a whole output plane as one run of pixels (`depthwise.rs`), the dense ones a panel of
-//! pixels and a block of output channels at a time, without packing (`panels.rs`), with what
-//! follows them: the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`, the
-//! ReLU or PRelu; a 1x1 convolution of stride 2 reads its planes itself (tract downsampled them in
-//! two passes first).
+//! networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The kernels here compute tract's values
+//! (the same comparisons, the same weights summed in the same order) in loops the compiler
+//! vectorises: the resize a whole row at a time, the 2x2 pools (max, and the average pools of
+//! dlib's ResNet and the gender network, which tract visits window by window) a row of windows
+//! at a time; [`ChannelPrelu`] is one select per value. The other pools and the convolutions
+//! read copies of the input planes, zero-padded (`f32::MIN`-padded for a max pool) and split into
+//! their stride's phases (`phases.rs`), at each tap's offset, a vector of neighbouring pixels at
+//! a time: max pools and depthwise convolutions a whole output plane as one run of pixels
+//! (`pool.rs`, `depthwise.rs`), the dense ones a panel of pixels and a block of output channels
+//! at a time, without packing (`panels.rs`), with what follows them: the bias, a batch
+//! normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu; a 1x1 convolution
+//! of stride 2 reads its planes itself (tract downsampled them in two passes first).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the

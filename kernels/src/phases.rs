@@ -179,8 +179,8 @@ const VECTORS: usize = 8;
 /// What a [`PlaneRun`] does at each tap: `vectors` (the values so far of V vectors of output
 /// pixels) with `pixels`, the scratch at the tap's offset from them (V vectors). Each
 /// implementation converts each vector of `pixels` into an array first and loops over its
-/// lanes itself: a step of one vector or one value, called in a loop over the vectors, was left
-/// scalar by the compiler (depthwise layers 3.5-4x slower).
+/// lanes itself, the form the compiler vectorises; the first form of this, a closure of one
+/// value called per lane, was left scalar (depthwise layers 3.5-4x slower).
 pub(crate) trait TapStep {
     fn step<const V: usize>(&self, vectors: &mut [[f32; LANES]; V], tap: usize, pixels: &[f32]);
 }
