@@ -28,22 +28,19 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 
-use crate::phases::{Phases, PlaneRun, TapStep, LANES};
+use crate::phases::{PlaneRun, TapStep, LANES, MAX_STRIDE};
 use crate::ConvLayer;
 
-/// The largest kernel side and stride computed here (these networks': 3x3 and 5x5, strides 1
-/// and 2).
+/// The largest kernel side computed here (these networks': 3x3 and 5x5).
 const MAX_KERNEL: usize = 7;
-const MAX_STRIDE: usize = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthwiseConv2d {
-    phases: Phases,
     /// Input planes, one per group.
     groups: usize,
     /// Output channels per group (per input plane).
     group_outputs: usize,
-    /// The output plane computed from the phases.
+    /// The output plane computed from an input plane's phases.
     run: PlaneRun,
     /// tract's OIHW kernel: output channel o's weight at tap t at `o * taps + t`.
     filters: Arc<Vec<f32>>,
@@ -68,10 +65,8 @@ impl DepthwiseConv2d {
             return Ok(None);
         };
         let groups = layer.conv.group;
-        let phases = Phases::new(layer.window);
         Ok(Some(DepthwiseConv2d {
-            run: PlaneRun::new(&phases),
-            phases,
+            run: PlaneRun::new(layer.window),
             groups,
             group_outputs: layer.conv.pool_spec.output_channels / groups,
             filters: Arc::new(layer.weights.kernel),
@@ -79,21 +74,25 @@ impl DepthwiseConv2d {
         }))
     }
 
-    on_widest_vectors!(DepthwiseConv2d, fn convolve => convolve_portable(input: &[f32], output: &mut [f32]));
+    on_widest_vectors!(
+        DepthwiseConv2d,
+        fn convolve => convolve_portable(input: &[f32], output: &mut [f32])
+    );
 
     /// Every output plane from `input` (both channels first), an input plane at a time through
     /// one scratch, zeroed once: only the input's pixels are written for each plane.
     #[inline(always)]
     fn convolve_portable(&self, input: &[f32], output: &mut [f32]) {
-        let [h, w] = self.phases.window.input;
-        let [oh, ow] = self.phases.window.output;
+        let phases = &self.run.phases;
+        let [h, w] = phases.window.input;
+        let [oh, ow] = phases.window.output;
         let mut scratch = self.run.scratch(0.0);
         let mut values = self.run.values();
         let taps = self.run.offsets.len();
         let inputs = input.chunks_exact(h * w);
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
         for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
-            self.phases.fill_plane(plane, &mut scratch);
+            phases.fill_plane(plane, &mut scratch);
             for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
                 let channel = group * self.group_outputs + o;
                 let filter = &self.filters[channel * taps..][..taps];
@@ -137,7 +136,7 @@ impl Op for DepthwiseConv2d {
             "{} planes of {} channels each, {}",
             self.groups,
             self.group_outputs,
-            self.phases.window.describe()
+            self.run.phases.window.describe()
         )])
     }
 
@@ -150,12 +149,10 @@ impl EvalOp for DepthwiseConv2d {
     /// Inputs: the planes, then tract's kernel and bias (constants, read once by
     /// [`DepthwiseConv2d::for_node`]).
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
-        let output = crate::output_planes(&self.phases.window.output_shape, |planes| {
-            self.convolve(input, planes)
-        })?;
-        Ok(tvec!(output.into_tvalue()))
+        let output_shape = &self.run.phases.window.output_shape;
+        crate::computed_planes(&inputs[0], output_shape, |input, output| {
+            self.convolve(input, output)
+        })
     }
 }
 
@@ -163,7 +160,7 @@ impl TypedOp for DepthwiseConv2d {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         Ok(tvec!(inputs[0]
             .datum_type
-            .fact(&self.phases.window.output_shape)))
+            .fact(&self.run.phases.window.output_shape)))
     }
 
     as_op!();

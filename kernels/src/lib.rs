@@ -286,6 +286,19 @@ fn output_planes(shape: &[usize], fill: impl FnOnce(&mut [f32])) -> TractResult<
     Ok(output)
 }
 
+/// The one output of an operator that reads `input`'s values whole: a new f32 tensor of
+/// `output_shape` ([`output_planes`]) that `compute` fills from them.
+fn computed_planes(
+    input: &TValue,
+    output_shape: &[usize],
+    compute: impl FnOnce(&[f32], &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    let input = input.try_as_plain_ram()?;
+    let input = input.as_slice::<f32>()?;
+    let output = output_planes(output_shape, |output| compute(input, output))?;
+    Ok(tvec!(output.into_tvalue()))
+}
+
 /// The height and width of a plane: the last two axes of `shape`.
 fn plane(shape: &[usize]) -> [usize; 2] {
     [shape[shape.len() - 2], shape[shape.len() - 1]]

@@ -39,7 +39,7 @@ use tract_core::ops::einsum::EinSum;
 use tract_core::ops::math::{Add, Max, Mul};
 use tract_core::ops::Downsample;
 
-use crate::phases::{copy_row, Phases};
+use crate::phases::{copy_row, Phases, MAX_STRIDE};
 use crate::{ChannelPrelu, ConvLayer, Window};
 
 /// Neighbouring pixels in one vector: one 512-bit vector, two 256-bit ones.
@@ -65,10 +65,9 @@ const EXPRESSIONS: [&str; 4] = [
 /// product is below 1e-30 times the input, lost in any output of normal size.
 const NEGLIGIBLE: f32 = 1e-30;
 
-/// The largest kernel side and stride computed here: the networks' first layers (7x7, stride
-/// 2) and their 3x3 and 5x5 layers.
+/// The largest kernel side computed here: the networks' first layers (7x7, stride 2) and their
+/// 3x3 and 5x5 layers.
 const MAX_KERNEL: usize = 7;
-const MAX_STRIDE: usize = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2dPanels {
@@ -166,7 +165,7 @@ impl Conv2dPanels {
     /// f32, channels first, batch of one, constant weights, fixed shapes, and either a 1x1
     /// convolution as tract declutters it (an `EinSum` of [`EXPRESSIONS`]) or a `Conv` of one
     /// group, no dilation, a kernel side up to [`MAX_KERNEL`] and a stride up to
-    /// [`MAX_STRIDE`]. (The rows kernel, tried first, takes the convolutions of one input
+    /// [`MAX_STRIDE`]. (The depthwise kernel, tried first, takes the convolutions of one input
     /// plane.)
     pub fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
         let Some(layer) = Layer::of(model, id)? else {
@@ -781,8 +780,7 @@ fn zero_channel_padding(
         .iter()
         .enumerate()
         .all(|(axis, &(before, after))| before == 0 && (after == 0 || axis == channel_axis));
-    let successors = model.outlet_successors(outlet);
-    let read_by_reader_alone = successors.len() == 1 && successors[0].node == reader;
+    let read_by_reader_alone = single_successor(model, outlet)?.is_some_and(|n| n.id == reader);
     let input = node.inputs[0];
     let shape = model
         .outlet_fact(input)?

@@ -2,6 +2,9 @@
 
 use crate::Window;
 
+/// The largest stride whose phases [`Phases::fill_plane`] splits (1 or 2: these networks').
+pub(crate) const MAX_STRIDE: usize = 2;
+
 /// The scratch of a KxK convolution: input plane `i`'s phase `(py, px)` (its padded rows
 /// `py, py + S, ...` and columns `px, px + S, ...`) is a `height` by `width` plane at
 /// `(i * S * S + py * S + px) * height * width`. Output pixel `(y, x)`'s tap `(ky, kx)` is
@@ -54,18 +57,32 @@ impl Phases {
     /// [`Phases::live_taps`].
     pub fn offsets(&self, inputs: usize, live: &[bool]) -> Vec<usize> {
         let [kh, kw] = self.window.kernel;
-        let [sy, sx] = self.window.stride;
         let mut offsets = Vec::with_capacity(inputs * kh * kw);
         for i in 0..inputs {
             for ky in 0..kh {
                 for kx in (0..kw).filter(|&kx| live[ky * kw + kx]) {
-                    let phase = (i * sy + ky % sy) * sx + kx % sx;
-                    let shift = (ky / sy) * self.width + kx / sx;
-                    offsets.push(phase * self.height * self.width + shift);
+                    offsets.push(i * self.plane_len() + self.tap_offset(ky, kx));
                 }
             }
         }
         offsets
+    }
+
+    /// Where tap `(ky, kx)` reads one plane's phases, from the output pixel's position.
+    fn tap_offset(&self, ky: usize, kx: usize) -> usize {
+        let [sy, sx] = self.window.stride;
+        let phase = (ky % sy) * sx + kx % sx;
+        phase * self.height * self.width + (ky / sy) * self.width + kx / sx
+    }
+
+    /// The length of scratch one plane's taps read for `computed` output pixels (past the
+    /// output's columns and its last pixel: their values are dropped), and at least its phases.
+    pub fn reach(&self, computed: usize) -> usize {
+        let [kh, kw] = self.window.kernel;
+        let taps = (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx)));
+        let last = taps.map(|(ky, kx)| self.tap_offset(ky, kx)).max();
+        last.map_or(0, |offset| offset + computed)
+            .max(self.plane_len())
     }
 
     /// The scratch for `inputs` planes: every phase of every plane, zero where the padding is.
@@ -75,12 +92,7 @@ impl Phases {
     pub fn fill(&self, inputs: usize, input: &[f32], computed: usize) -> Vec<f32> {
         let [h, w] = self.window.input;
         let plane_len = self.plane_len();
-        let reach = self.offsets(
-            1,
-            &vec![true; self.window.kernel[0] * self.window.kernel[1]],
-        );
-        let reach = reach.iter().max().map_or(0, |&offset| offset + computed);
-        let mut scratch = vec![0.0; (inputs - 1) * plane_len + reach.max(plane_len)];
+        let mut scratch = vec![0.0; (inputs - 1) * plane_len + self.reach(computed)];
         let planes = input.chunks_exact(h * w);
         for (plane, phases) in planes.zip(scratch.chunks_exact_mut(plane_len)) {
             self.fill_plane(plane, phases);
@@ -191,35 +203,28 @@ pub(crate) trait TapStep {
 /// output's dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlaneRun {
+    pub phases: Phases,
     /// Where each tap reads the scratch, from the output pixel's position.
     pub offsets: Vec<usize>,
-    width: usize,
-    output: [usize; 2],
     /// Pixels computed: the output's rows at the scratch's width, in whole vectors.
     computed: usize,
-    /// Scratch length: every tap of every computed pixel.
-    reach: usize,
 }
 
 impl PlaneRun {
-    pub fn new(phases: &Phases) -> PlaneRun {
+    pub fn new(window: Window) -> PlaneRun {
+        let phases = Phases::new(window);
         let [kh, kw] = phases.window.kernel;
-        let offsets = phases.offsets(1, &vec![true; kh * kw]);
         let [oh, _] = phases.window.output;
-        let computed = (oh * phases.width).next_multiple_of(LANES);
-        let reach = offsets.iter().max().map_or(0, |&offset| offset + computed);
         PlaneRun {
-            width: phases.width,
-            output: phases.window.output,
-            computed,
-            reach: reach.max(phases.plane_len()),
-            offsets,
+            offsets: phases.offsets(1, &vec![true; kh * kw]),
+            computed: (oh * phases.width).next_multiple_of(LANES),
+            phases,
         }
     }
 
     /// A scratch for one plane's phases, `padding` everywhere (the padding's value).
     pub fn scratch(&self, padding: f32) -> Vec<f32> {
-        vec![padding; self.reach]
+        vec![padding; self.phases.reach(self.computed)]
     }
 
     /// A buffer for one run's values.
@@ -248,8 +253,11 @@ impl PlaneRun {
                 _ => self.vectors::<1>(scratch, first, run, start, step),
             };
         }
-        let [_, ow] = self.output;
-        for (to, from) in out.chunks_exact_mut(ow).zip(values.chunks(self.width)) {
+        let [_, ow] = self.phases.window.output;
+        for (to, from) in out
+            .chunks_exact_mut(ow)
+            .zip(values.chunks(self.phases.width))
+        {
             copy_row(to, &from[..ow]);
         }
     }

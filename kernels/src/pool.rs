@@ -14,15 +14,12 @@
 use tract_core::internal::*;
 use tract_core::ops::cnn::{MaxPool, SumPool};
 
-use crate::phases::{Phases, PlaneRun, TapStep, LANES};
+use crate::phases::{PlaneRun, TapStep, LANES, MAX_STRIDE};
 use crate::Window;
-
-/// The largest stride computed here (the scratch's phases split up to 2).
-const MAX_STRIDE: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaxPool2d {
-    phases: Phases,
+    /// The output plane computed from an input plane's phases.
     run: PlaneRun,
 }
 
@@ -42,10 +39,8 @@ impl MaxPool2d {
         if window.stride.iter().any(|&s| s > MAX_STRIDE) {
             return Ok(None);
         }
-        let phases = Phases::new(window);
         Ok(Some(MaxPool2d {
-            run: PlaneRun::new(&phases),
-            phases,
+            run: PlaneRun::new(window),
         }))
     }
 
@@ -54,13 +49,13 @@ impl MaxPool2d {
     /// Every output plane from `input`, a plane at a time through one scratch.
     #[inline(always)]
     fn pool_portable(&self, input: &[f32], output: &mut [f32]) {
-        let window = &self.phases.window;
-        let [h, w] = window.input;
-        let [oh, ow] = window.output;
-        if is_unpadded_2x2_stride_2(window) {
-            let planes = input
-                .chunks_exact(h * w)
-                .zip(output.chunks_exact_mut(oh * ow));
+        let phases = &self.run.phases;
+        let [h, w] = phases.window.input;
+        let [oh, ow] = phases.window.output;
+        let planes = input
+            .chunks_exact(h * w)
+            .zip(output.chunks_exact_mut(oh * ow));
+        if is_unpadded_2x2_stride_2(&phases.window) {
             for (plane, out) in planes {
                 pool_2x2_stride_2(plane, w, out, ow, window_max);
             }
@@ -68,15 +63,50 @@ impl MaxPool2d {
         }
         let mut scratch = self.run.scratch(f32::MIN);
         let mut values = self.run.values();
-        let planes = input
-            .chunks_exact(h * w)
-            .zip(output.chunks_exact_mut(oh * ow));
         for (plane, out) in planes {
-            self.phases.fill_plane(plane, &mut scratch);
+            phases.fill_plane(plane, &mut scratch);
             self.run
                 .compute(&scratch, &mut values, out, f32::MIN, &Maximum);
         }
     }
+}
+
+impl Op for MaxPool2d {
+    fn name(&self) -> StaticName {
+        "facecast.MaxPool2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "kernel {:?} stride {:?} pad {:?}",
+            self.run.phases.window.kernel,
+            self.run.phases.window.stride,
+            self.run.phases.window.pad
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2d {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let output_shape = &self.run.phases.window.output_shape;
+        crate::computed_planes(&inputs[0], output_shape, |input, output| {
+            self.pool(input, output)
+        })
+    }
+}
+
+impl TypedOp for MaxPool2d {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0]
+            .datum_type
+            .fact(&self.run.phases.window.output_shape)))
+    }
+
+    as_op!();
 }
 
 /// A max pool's step: the larger of the maxima so far and the pixels.
@@ -216,44 +246,6 @@ impl EvalOp for SumPool2x2 {
 impl TypedOp for SumPool2x2 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         Ok(tvec!(inputs[0].datum_type.fact(&self.window.output_shape)))
-    }
-
-    as_op!();
-}
-
-impl Op for MaxPool2d {
-    fn name(&self) -> StaticName {
-        "facecast.MaxPool2d".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "kernel {:?} stride {:?} pad {:?}",
-            self.phases.window.kernel, self.phases.window.stride, self.phases.window.pad
-        )])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for MaxPool2d {
-    op_out_of_plan!();
-
-    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
-        let output = crate::output_planes(&self.phases.window.output_shape, |planes| {
-            self.pool(input, planes)
-        })?;
-        Ok(tvec!(output.into_tvalue()))
-    }
-}
-
-impl TypedOp for MaxPool2d {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0]
-            .datum_type
-            .fact(&self.phases.window.output_shape)))
     }
 
     as_op!();
