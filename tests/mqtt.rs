@@ -1265,6 +1265,11 @@ fn commands_are_off_by_default_and_heard_only_on_the_devices_own_topic() {
 fn broker_unreachable_at_start_is_waited_for_and_nothing_queued_is_lost() {
     let dir = temp_dir("late-broker");
     let mut broker = Broker::start("late-broker", "");
+    // The subscriber's session (persistent, saved by the broker when it stops) exists before
+    // facecast can connect: what facecast sends the moment the broker is back is queued for it.
+    // Connected only after the broker's return, it lost the queued events whenever facecast's
+    // retry came first (CI, once).
+    let subscriber = Subscriber::connect(broker.port, "late-broker");
     // The broker's port, with no broker on it yet.
     broker.stop();
     let mut facecast = Facecast::start(
@@ -1287,7 +1292,6 @@ fn broker_unreachable_at_start_is_waited_for_and_nothing_queued_is_lost() {
     );
     let broker_started = unix_now();
     broker.run();
-    let subscriber = Subscriber::connect(broker.port, "late-broker");
     // Status is retained: seen even if facecast connected before the subscriber.
     subscriber.wait_for("online", Duration::from_secs(30), |m| {
         m.iter().any(|m| {
