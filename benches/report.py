@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import statistics
 import sys
 
 DASH = "—"
@@ -35,11 +34,6 @@ def get(record, *keys):
     return record
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 3) if values else None
-
-
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
@@ -63,18 +57,18 @@ def main() -> int:
     if not files:
         print(f"report.py: no JSON files in {run}", file=sys.stderr)
         return 1
-    # Each model alone, timed in rounds: onnxruntime_rNN.json and facecast_models_rNN.json,
-    # paired by round (the file names sort them). A run before the rounds has one
-    # onnxruntime.json and the models in its one-face, one-thread pipeline record.
-    model_files = [p for p in files if p.name.startswith("facecast_models_")]
-    tract_rounds = [json.loads(p.read_text()) for p in model_files]
-    records = [json.loads(p.read_text()) for p in files if p not in model_files]
-    ort_rounds = [r for r in records if r["peer"] == "onnxruntime"]
+    # Each model alone: benches/peers/peers.py paired (onnxruntime and `facecast bench --serve`
+    # taking turns) for the times and ratios; facecast_models.json (`facecast bench
+    # --model-runs`) for where tract spends them.
+    every = [json.loads(p.read_text()) for p in files]
+    paired = next((r for r in every if r["peer"] == "paired"), {})
+    models_run = next((r for r in every if r["peer"] == "facecast" and r.get("models")), {})
+    # onnxruntime alone: its start-up and memory.
+    ort_alone = [r for r in every if r["peer"] == "onnxruntime"][:1]
+    # The pipeline runs and the per-frame peers (the models run's pipeline is not one of them).
+    records = [r for r in every if r["peer"] not in ("paired", "onnxruntime")
+               and not r.get("models")]
     facecast = [r for r in records if r["peer"] == "facecast"]
-    if not tract_rounds:
-        tract_rounds = [r for r in facecast if r.get("models")][:1]
-    # The pipeline runs and the per-frame peers, with one onnxruntime record for the memory table.
-    records = [r for r in records if r["peer"] != "onnxruntime"] + ort_rounds[:1]
     by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
 
     def fc(clip, threads, overlap=False, scope="full"):
@@ -83,40 +77,31 @@ def main() -> int:
                     None)
 
     out = [f"Run `{run.name}`; load average (1 min) at each measurement's start: " + ", ".join(
-        f"{label(r)} {fmt(r.get('load1'))}" for r in records) + "."]
+        f"{label(r)} {fmt(r.get('load1'))}" for r in records + ([paired] if paired else [])) + "."]
     if not facecast:
         out.append("\n(no facecast results in this run: only the peers' columns are filled)")
 
-    # 1. per model: tract (facecast, 1 thread) vs onnxruntime, round by round: each figure is
-    # the median of the rounds', each ratio the median of the rounds' ratios
-    rounds = list(zip(tract_rounds, ort_rounds))
-    tract = tract_rounds[0] if tract_rounds else {}
-    ort = ort_rounds[0] if ort_rounds else {}
-    ids = list(dict.fromkeys(list(get(tract, "models") or {}) + list(get(ort, "models") or {})))
+    # 1. per model: tract (facecast, 1 thread) vs onnxruntime, taking turns in blocks; the
+    # ratio is the median of the rounds' (a facecast block's median over the onnxruntime block's
+    # beside it)
     rows = []
-    for i in ids:
-        per_round = [(get(t, "models", i) or {}, get(o, "models", i) or {}) for t, o in rounds]
-
-        def figure(side, key):
-            return median([m[side].get(key) for m in per_round])
-
-        def ratios(key):
-            return [t[key] / o[key] for t, o in per_round if t.get(key) and o.get(key)]
-
-        p50_ratios = ratios("p50")
-        spread = (f"{min(p50_ratios):.2f}-{max(p50_ratios):.2f}" if p50_ratios else DASH)
-        precision = (get(ort, "models", i) or {}).get("precision", DASH)
-        rows.append([i, precision, figure(0, "p50"), figure(0, "p99"), figure(1, "p50"),
-                     figure(1, "p99"), median(p50_ratios), spread, median(ratios("p99")),
-                     (get(tract, "models", i) or {}).get("load_ms")])
-    out.append(f"\n### Per model, one thread: tract (facecast {fmt(tract.get('version'))}) vs "
-               f"onnxruntime {fmt(ort.get('version'))} (ms per run; {len(rounds)} round(s) taken in "
-               "turn, medians)\n")
+    for i, m in (paired.get("models") or {}).items():
+        t, o = m.get("facecast", {}), m.get("onnxruntime", {})
+        r = t.get("ratio_to_onnxruntime", {})
+        rows.append([i, m.get("precision"), t.get("p50"), t.get("p99"), o.get("p50"), o.get("p99"),
+                     r.get("median"), f"{fmt(r.get('q25'))}-{fmt(r.get('q75'))}",
+                     f"{fmt(r.get('min'))}-{fmt(r.get('max'))}", m.get("rounds"),
+                     m.get("runs_per_block"), t.get("load_ms")])
+    settings = paired.get("settings", {})
+    out.append(f"\n### Per model, one thread: tract (facecast {fmt(models_run.get('version'))}) vs "
+               f"onnxruntime {fmt(paired.get('version'))} (ms per run; the two taking turns in "
+               f"blocks of about {fmt(settings.get('block_ms'))} ms)\n")
     out.append(table(["model", "precision", "tract p50", "tract p99", "ort p50", "ort p99",
-                      "tract/ort p50", "rounds' p50 ratios", "tract/ort p99", "tract load ms"], rows))
+                      "tract/ort (median of rounds)", "rounds' quartiles", "rounds' range",
+                      "rounds", "runs per block", "tract load ms"], rows))
 
     # 1b. where tract spends each model's time (facecast bench's per-operator profile)
-    profiled = [(i, get(tract, "models", i, "ops")) for i in ids]
+    profiled = [(i, get(models_run, "models", i, "ops")) for i in (models_run.get("models") or {})]
     rows = [[i, "; ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in ops[:4])]
             for i, ops in profiled if ops]
     if rows:
@@ -154,7 +139,7 @@ def main() -> int:
 
     # 4. memory and start-up
     rows = [[label(r), r.get("version"), round(r["peak_rss_kib"] / 1024, 1) if "peak_rss_kib" in r else None,
-             r.get("startup_ms")] for r in records]
+             r.get("startup_ms")] for r in records + ort_alone]
     out.append("\n### Peak RSS and start-up (process start to first result)\n")
     out.append(table(["process", "version", "peak RSS MiB", "start-up ms"], rows))
 

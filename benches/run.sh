@@ -2,8 +2,9 @@
 # Issue 9: facecast and its peers timed in one run on the same frames.
 #   1. the peers' venvs (benches/peers/setup.sh; idempotent)
 #   2. the two clips (benches/peers/make_clips.py), remade only when their maker changed
-#   3. every model alone, onnxruntime (benches/peers/peers.py) and tract (`facecast bench
-#      --model-runs`) in turn, MODEL_ROUNDS times
+#   3. every model alone, onnxruntime and tract taking turns in blocks of runs, MODEL_ROUNDS
+#      blocks each (benches/peers/peers.py paired, `facecast bench --serve`); onnxruntime alone
+#      and `facecast bench --model-runs` once for start-up, memory and the per-operator profile
 #   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded
 #   5. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
 #      full pipeline, and the landmarks alone (benches/landmarks.toml)
@@ -11,7 +12,7 @@
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
 # Knobs: FACECAST_BIN (default $CARGO_TARGET_DIR/release/facecast, CARGO_TARGET_DIR defaulting
-# to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), MODEL_ROUNDS (3),
+# to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), MODEL_ROUNDS (12),
 # FR_FRAMES (30: dlib's HOG detector takes about a second a frame here).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,7 @@ work=${1:-${BENCH_DIR:-/var/tmp/facecast-bench}}
 peers="$repo/benches/peers"
 facecast=${FACECAST_BIN:-${CARGO_TARGET_DIR:-/var/tmp/facecast-target}/release/facecast}
 ort_runs=${ORT_RUNS:-200}
-model_rounds=${MODEL_ROUNDS:-3}
+model_rounds=${MODEL_ROUNDS:-12}
 fr_frames=${FR_FRAMES:-30}
 clips=(one_face six_faces)
 # How many faces a clip holds (its name says it): mediapipe's max_num_faces, facecast's
@@ -43,16 +44,16 @@ out="$work/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 echo "run.sh: results in $out ($(uptime))"
 
-# The machine moves between a fast and a slow state over minutes (docs/performance.md, rounds
-# 6 and 12): timed minutes apart, one runtime can fall in each. So the two runtimes take turns,
-# each round timing every model in each (about 15 s a side), and report.py compares them round
-# by round.
-for round in $(seq -f %02g "$model_rounds"); do
-    "$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" \
-        --out "$out/onnxruntime_r$round.json"
-    (cd "$repo" && "$facecast" bench --clip "$work/clips/one_face.y4m" --threads 1 \
-        --max-faces 1 --model-runs "$ort_runs" --json "$out/facecast_models_r$round.json")
-done
+# Each model alone. The machine's speed moves within seconds (docs/performance.md), so
+# onnxruntime and facecast take turns, model by model, in blocks of about a quarter of a second
+# (peers.py paired, facecast as `bench --serve`); the ratios compare neighbouring blocks.
+# Before it, onnxruntime alone for its start-up and memory, and `facecast bench --model-runs`
+# for where tract spends each model's time (its per-operator profile) and the load times.
+"$py_peers" "$peers/peers.py" onnxruntime --runs "$ort_runs" --out "$out/onnxruntime.json"
+(cd "$repo" && "$facecast" bench --clip "$work/clips/one_face.y4m" --threads 1 \
+    --max-faces 1 --model-runs "$ort_runs" --json "$out/facecast_models.json")
+"$py_peers" "$peers/peers.py" paired --facecast "$facecast" --rounds "$model_rounds" \
+    --out "$out/paired.json"
 for clip in "${clips[@]}"; do
     y4m="$work/clips/$clip.y4m"
     faces=$(faces_in "$clip")

@@ -3,6 +3,7 @@
 //! crop, as a peer runtime is timed on the same file. benches/run.sh runs it beside the peers
 //! and benches/report.py turns the JSON into docs/performance.md's tables.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -170,28 +171,13 @@ fn time_models(
 ) -> Result<Map<String, Value>, PipelineError> {
     let mut models = Map::new();
     for entry in &manifest.models {
-        let fixture_id = entry.variant_of.as_deref().unwrap_or(&entry.id);
-        let crop = first_crop(&fixtures.join(fixture_id))?;
-        let loading = Instant::now();
-        let mut model = Model::load(manifest, &entry.id, false)?;
-        // Parsing and optimising the graph: what start-up spends on this model.
-        let load_ms = round3(ms(loading.elapsed()));
-        // The fixture crops are cut at the model's input size.
-        let (spec, tensor) = model.input();
-        sample_into(&crop, &Affine::IDENTITY, spec, Border::Black, tensor);
-        for _ in 0..runs.div_ceil(10) {
-            model.run()?;
-        }
-        let mut durations = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let started = Instant::now();
-            model.run()?;
-            durations.push(started.elapsed());
-        }
+        let mut bench = ModelBench::load(manifest, fixtures, &entry.id)?;
+        bench.time(runs.div_ceil(10))?;
+        let durations = bench.time(runs)?;
         // Where the time goes, per operator: a node-by-node run is slower than a plain one
         // (a clock read per node), so only the shares are comparable with the times above.
         let profile_runs = runs.div_ceil(4);
-        let profile = model.profile(profile_runs)?;
+        let profile = bench.model.profile(profile_runs)?;
         let profiled: f64 = profile.ops.iter().map(|op| ms(op.total)).sum();
         let timed = |total| {
             (
@@ -223,13 +209,108 @@ fn time_models(
                 "p50": round3(perf::quantile_ms(&durations, 0.5)),
                 "p99": round3(perf::quantile_ms(&durations, 0.99)),
                 "runs": runs,
-                "load_ms": load_ms,
+                "load_ms": round3(bench.load_ms),
                 "ops": ops,
                 "nodes": nodes,
             }),
         );
     }
     Ok(models)
+}
+
+/// One manifest model on its first parity crop, as a peer runtime is timed on the same file.
+struct ModelBench {
+    model: Model,
+    /// Parsing and optimising the graph: what start-up spends on this model.
+    load_ms: f64,
+}
+
+impl ModelBench {
+    /// Loads model `id` and fills its input with the first crop of its parity fixtures (a
+    /// quantised copy takes its original's); the crops are cut at the model's input size.
+    fn load(manifest: &Manifest, fixtures: &Path, id: &str) -> Result<ModelBench, PipelineError> {
+        let entry = manifest.entry(id)?;
+        let crop = first_crop(&fixtures.join(entry.variant_of.as_deref().unwrap_or(id)))?;
+        let loading = Instant::now();
+        let mut model = Model::load(manifest, id, false)?;
+        let load_ms = ms(loading.elapsed());
+        let (spec, tensor) = model.input();
+        sample_into(&crop, &Affine::IDENTITY, spec, Border::Black, tensor);
+        Ok(ModelBench { model, load_ms })
+    }
+
+    /// `runs` runs, each timed.
+    fn time(&mut self, runs: usize) -> Result<Vec<Duration>, PipelineError> {
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                self.model.run()?;
+                Ok(started.elapsed())
+            })
+            .collect()
+    }
+}
+
+/// `facecast bench --serve`: times models on request, for a driver that alternates runtimes
+/// (benches/peers/peers.py paired). The machine's speed moves within seconds, so two
+/// runtimes compared minutes apart, or even a model's 200 runs apart, are not comparable; taking
+/// turns every few hundred milliseconds, with both processes loaded, they are. Each line of
+/// `requests` is `MODEL_ID RUNS`; each answer, one JSON line on `answers`: `{"id", "ms": [one
+/// per run], "load_ms"}` (the model is loaded on its first request and kept), or `{"id",
+/// "error"}`. Ends at the end of `requests`.
+pub fn serve(
+    config: &Config,
+    fixtures: &Path,
+    requests: impl io::BufRead,
+    mut answers: impl io::Write,
+) -> Result<(), PipelineError> {
+    let manifest = Manifest::load(&config.models.dir)?;
+    let mut loaded: HashMap<String, ModelBench> = HashMap::new();
+    for line in requests.lines() {
+        let line = line.map_err(|e| serve_error("reading a request", e))?;
+        let answer = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [id, runs] => match runs.parse::<usize>() {
+                Ok(runs) => match answer(&manifest, fixtures, &mut loaded, id, runs) {
+                    Ok(answer) => answer,
+                    Err(e) => json!({"id": id, "error": e.to_string()}),
+                },
+                Err(e) => json!({"id": id, "error": format!("runs {runs:?}: {e}")}),
+            },
+            _ => json!({"error": format!("expected `MODEL_ID RUNS`, got {line:?}")}),
+        };
+        writeln!(answers, "{answer}")
+            .and_then(|()| answers.flush())
+            .map_err(|e| serve_error("writing an answer", e))?;
+    }
+    Ok(())
+}
+
+/// The answer to one request: the model loaded if it is not yet, then `runs` runs timed.
+fn answer(
+    manifest: &Manifest,
+    fixtures: &Path,
+    loaded: &mut HashMap<String, ModelBench>,
+    id: &str,
+    runs: usize,
+) -> Result<Value, PipelineError> {
+    let bench = match loaded.entry(id.to_string()) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => entry.insert(ModelBench::load(manifest, fixtures, id)?),
+    };
+    // Microseconds are the clock's resolution here.
+    let times: Vec<f64> = bench
+        .time(runs)?
+        .into_iter()
+        .map(|d| (ms(d) * 1e3).round() / 1e3)
+        .collect();
+    Ok(json!({"id": id, "ms": times, "load_ms": round3(bench.load_ms)}))
+}
+
+fn serve_error(doing: &str, e: io::Error) -> PipelineError {
+    PipelineError::Capture(capture::CaptureError::io(
+        format!("bench --serve: {doing}"),
+        e,
+    ))
 }
 
 /// Operators listed per model, most expensive first.

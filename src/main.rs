@@ -41,6 +41,9 @@ COMMANDS:
                                       OUT or stdout; --overlap: two stages one frame apart
                                       ([pipeline] overlap); --max-faces: [detector]
                                       max_faces. benches/run.sh runs it beside the peers
+    bench --serve [--fixtures DIR]    time models on request, for a driver that takes turns
+                                      with another runtime: reads `MODEL_ID RUNS` lines,
+                                      answers each with a JSON line of per-run ms
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
@@ -75,6 +78,9 @@ enum Command {
         name: String,
     },
     Bench(facecast::bench::BenchOptions, Option<PathBuf>),
+    BenchServe {
+        fixtures: PathBuf,
+    },
     Devices,
     Models {
         verify: bool,
@@ -97,7 +103,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut name = None;
     let (mut clip, mut threads, mut model_runs, mut fixtures, mut json) =
         (None, 0, 200, PathBuf::from("tests/fixtures/parity"), None);
-    let mut overlap = false;
+    let (mut overlap, mut serve) = (false, false);
     let mut max_faces = None;
     // Positional arguments after the command: images, or the gallery action and its name.
     let mut operands = Vec::new();
@@ -114,6 +120,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("clip") => clip = Some(PathBuf::from(parser.value()?)),
             Long("threads") => threads = parser.value()?.parse()?,
             Long("overlap") => overlap = true,
+            Long("serve") => serve = true,
             Long("max-faces") => max_faces = Some(parser.value()?.parse()?),
             Long("model-runs") => model_runs = parser.value()?.parse()?,
             Long("fixtures") => fixtures = parser.value()?.into(),
@@ -149,6 +156,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             [action, name] if action == "remove" => Command::GalleryRemove { name: name.clone() },
             _ => return Err("gallery needs `list` or `remove NAME`".into()),
         },
+        Some("bench") if serve => Command::BenchServe { fixtures },
         Some("bench") => match clip {
             Some(clip) => Command::Bench(
                 facecast::bench::BenchOptions {
@@ -161,7 +169,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 },
                 json,
             ),
-            None => return Err("bench needs --clip Y4M".into()),
+            None => return Err("bench needs --clip Y4M (or --serve)".into()),
         },
         Some("devices") => Command::Devices,
         Some("models") => Command::Models { verify },
@@ -253,6 +261,12 @@ fn run(command: Command, config: &Config, started: std::time::Instant) -> AnyRes
                 None => println!("{text}"),
             }
         }
+        Command::BenchServe { fixtures } => facecast::bench::serve(
+            config,
+            &fixtures,
+            std::io::stdin().lock(),
+            std::io::stdout(),
+        )?,
         Command::Devices => {
             let cameras = list_devices();
             if cameras.is_empty() {

@@ -4,6 +4,9 @@ one JSON file (the schema benches/report.py reads):
     onnxruntime               every ONNX file of models/manifest.toml (fp32 and int8) on a real
                               input: the first parity fixture crop of the model (an int8 copy
                               uses its fp32 original's), normalised as the manifest says
+    paired                    the same, model by model, onnxruntime and facecast (`bench
+                              --serve`, one or more binaries) taking turns in blocks of runs:
+                              the ratios compare blocks run one after the other
     mediapipe_face_detection  mediapipe legacy face_detection, model_selection=1 (full range)
     mediapipe_face_mesh_iris  mediapipe legacy face_mesh, refine_landmarks=True (irises),
                               static_image_mode=False (tracking between frames)
@@ -11,6 +14,8 @@ one JSON file (the schema benches/report.py reads):
 
 usage (from the peer's venv; benches/run.sh does all of this):
     peers.py onnxruntime --out F [--runs 200] [--warmup 20]
+    peers.py paired --facecast BIN [--facecast BIN2] --out F [--models a,b] [--rounds 12]
+                    [--block-ms 250]
     peers.py mediapipe_face_detection --clip C.y4m --out F
     peers.py mediapipe_face_mesh_iris --clip C.y4m --max-faces N --out F
     peers.py face_recognition --clip C.y4m --out F [--frames 30]
@@ -182,42 +187,54 @@ def face_recognition_peer(args) -> dict:
 
 # --- onnxruntime on the manifest's models ---------------------------------------------------
 
-def onnxruntime_peer(args) -> dict:
-    start = process_start_boottime()
-    import cv2
+def onnxruntime_setup():
+    """onnxruntime, its single-threaded session options and their record, the manifest's
+    entries by id, and the manifest's normalisation (implemented once, for the int8 tools;
+    reused here rather than copied)."""
     import onnxruntime as ort
-    # The manifest's normalisation ((pixel - mean) / std, colour, layout) is implemented once,
-    # for the int8 tools; reused here rather than copied.
     sys.path.insert(0, str(REPO / "models" / "tools" / "int8"))
     from common import normalise
 
-    record = base_record("onnxruntime", ort.__version__)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # graph_optimization_level stays at onnxruntime's default (ORT_ENABLE_ALL): how it is used.
-    record["settings"] = {"provider": "CPUExecutionProvider", "intra_op_num_threads": 1,
-                          "inter_op_num_threads": 1, "execution_mode": "sequential",
-                          "graph_optimization_level": str(options.graph_optimization_level),
-                          "warmup": args.warmup}
+    settings = {"provider": "CPUExecutionProvider", "intra_op_num_threads": 1,
+                "inter_op_num_threads": 1, "execution_mode": "sequential",
+                "graph_optimization_level": str(options.graph_optimization_level)}
     manifest = tomllib.loads((REPO / "models" / "manifest.toml").read_text())
     entries = {m["id"]: m for m in manifest["model"]}
+
+    def session(model_id):
+        """A session on the model's file and the feed of its input: the first parity fixture
+        crop of the model (an int8 copy uses its fp32 original's), normalised as the manifest
+        says, as `facecast bench` feeds it."""
+        import cv2
+        m = entries[model_id]
+        fp32 = entries[m.get("variant_of", model_id)]
+        case = sorted((REPO / fp32["parity"]["fixtures"]).glob("*.png"))[0]
+        pixels = cv2.imread(str(case), cv2.IMREAD_UNCHANGED)
+        if pixels.ndim == 3:
+            pixels = np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR(A) -> RGB
+        sess = ort.InferenceSession(str(REPO / "models" / m["file"]), options,
+                                    providers=["CPUExecutionProvider"])
+        return sess, {m["input"]["name"]: normalise(pixels, m["input"])}, case
+
+    return ort, settings, entries, session
+
+
+def onnxruntime_peer(args) -> dict:
+    start = process_start_boottime()
+    ort, settings, entries, session_of = onnxruntime_setup()
+    record = base_record("onnxruntime", ort.__version__)
+    record["settings"] = {**settings, "warmup": args.warmup}
     models = {}
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     threads = 0
     for model_id, m in entries.items():
-        fp32 = entries[m.get("variant_of", model_id)]
-        fixtures = REPO / fp32["parity"]["fixtures"]
-        case = sorted(fixtures.glob("*.png"))[0]
-        pixels = cv2.imread(str(case), cv2.IMREAD_UNCHANGED)
-        if pixels.ndim == 3:
-            pixels = np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR(A) -> RGB
-        x = normalise(pixels, m["input"])
         t0 = time.perf_counter()
-        session = ort.InferenceSession(str(REPO / "models" / m["file"]), options,
-                                       providers=["CPUExecutionProvider"])
-        feed = {m["input"]["name"]: x}
+        session, feed, case = session_of(model_id)
         session.run(None, feed)
         load_ms = (time.perf_counter() - t0) * 1e3
         if "startup_ms" not in record:
@@ -243,21 +260,126 @@ def onnxruntime_peer(args) -> dict:
     return finish(record)
 
 
+# --- onnxruntime and facecast taking turns, model by model ---------------------------------
+
+class FacecastServer:
+    """`facecast bench --serve` in a process of its own, run from the repository (its models/
+    and parity crops): `time(id, runs)` gives the runs' milliseconds."""
+
+    def __init__(self, binary: str):
+        import subprocess
+        self.binary = binary
+        self.process = subprocess.Popen([binary, "bench", "--serve"], cwd=REPO, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        env={**os.environ, "RUST_LOG": "warn"})
+        self.load_ms: dict[str, float] = {}
+
+    def time(self, model_id: str, runs: int) -> list[float]:
+        self.process.stdin.write(f"{model_id} {runs}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.binary} bench --serve ended (exit {self.process.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{self.binary}: {answer['error']}")
+        self.load_ms[model_id] = answer["load_ms"]
+        return answer["ms"]
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def paired_peer(args) -> dict:
+    """Each model in onnxruntime (in this process) and in each facecast binary (`bench
+    --serve`), taking turns in blocks of runs (about --block-ms each), --rounds times; the order
+    of the sides rotates from one round to the next. The machine's speed moves within seconds
+    (docs/performance.md): a ratio is taken between the medians of two blocks run one after the
+    other, and the rounds' ratios are summarised. Both runtimes hold their model loaded; each
+    block starts with what the other side left in the caches, as in a pipeline of several
+    models."""
+    ort, settings, entries, session_of = onnxruntime_setup()
+    record = base_record("paired", ort.__version__)
+    servers = {("facecast" if len(args.facecast) == 1 else f"facecast{i + 1}"): FacecastServer(b)
+               for i, b in enumerate(args.facecast)}
+    record["settings"] = {**settings, "block_ms": args.block_ms, "rounds": args.rounds,
+                          "warmup": args.warmup,
+                          "facecast": {side: s.binary for side, s in servers.items()}}
+    ids = args.models.split(",") if args.models else list(entries)
+    models = {}
+    for model_id in ids:
+        session, feed, case = session_of(model_id)
+
+        def run_ort(runs, session=session, feed=feed):
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                times.append((time.perf_counter() - t0) * 1e3)
+            return times
+
+        runners = {"onnxruntime": run_ort}
+        runners.update({side: (lambda runs, s=s, m=model_id: s.time(m, runs))
+                        for side, s in servers.items()})
+        # Warm-up, which also loads facecast's model; the slowest side sets the block's runs.
+        slowest = max(float(np.median(run(args.warmup))) for run in runners.values())
+        runs = max(3, round(args.block_ms / slowest))
+        sides = list(runners)
+        blocks = {side: [] for side in sides}
+        for r in range(args.rounds):
+            for side in sides[r % len(sides):] + sides[:r % len(sides)]:
+                blocks[side].append(runners[side](runs))
+        entry = {"precision": entries[model_id]["precision"], "input": str(case.relative_to(REPO)),
+                 "runs_per_block": runs, "rounds": args.rounds}
+        for side, side_blocks in blocks.items():
+            entry[side] = {**percentiles([t for b in side_blocks for t in b]),
+                           "runs": runs * args.rounds}
+            if side in servers:
+                entry[side]["load_ms"] = servers[side].load_ms[model_id]
+                ort_medians = [float(np.median(b)) for b in blocks["onnxruntime"]]
+                ratios = [float(np.median(b)) / o for b, o in zip(side_blocks, ort_medians)]
+                entry[side]["ratio_to_onnxruntime"] = {
+                    "median": round(float(np.median(ratios)), 3),
+                    "q25": round(float(np.percentile(ratios, 25)), 3),
+                    "q75": round(float(np.percentile(ratios, 75)), 3),
+                    "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
+        models[model_id] = entry
+        print(f"{model_id:<26} ort p50 {entry['onnxruntime']['p50']:7.3f}  " + "  ".join(
+            f"{side} {entry[side]['p50']:7.3f} ({entry[side]['ratio_to_onnxruntime']['median']:.2f}x, "
+            f"{entry[side]['ratio_to_onnxruntime']['q25']:.2f}-{entry[side]['ratio_to_onnxruntime']['q75']:.2f})"
+            for side in servers), file=sys.stderr)
+        del session
+    for s in servers.values():
+        s.close()
+    record["models"] = models
+    return finish(record)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("peer", choices=["onnxruntime", "mediapipe_face_detection",
+    p.add_argument("peer", choices=["onnxruntime", "paired", "mediapipe_face_detection",
                                     "mediapipe_face_mesh_iris", "face_recognition"])
     p.add_argument("--clip", type=pathlib.Path)
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--frames", type=int, help="only the first N frames of the clip")
     p.add_argument("--max-faces", type=int, default=1, help="face_mesh max_num_faces")
     p.add_argument("--runs", type=int, default=200, help="onnxruntime: timed runs per model")
-    p.add_argument("--warmup", type=int, default=20, help="onnxruntime: untimed runs first")
+    p.add_argument("--warmup", type=int, default=20, help="onnxruntime, paired: untimed runs first")
+    p.add_argument("--facecast", action="append", default=[],
+                   help="paired: a facecast binary (repeat for several: facecast1, facecast2, ...)")
+    p.add_argument("--models", help="paired: model ids, comma-separated (default: all)")
+    p.add_argument("--block-ms", type=float, default=250, help="paired: about this long a block")
+    p.add_argument("--rounds", type=int, default=12, help="paired: blocks per side and model")
     args = p.parse_args()
-    if args.peer != "onnxruntime" and args.clip is None:
+    if args.peer == "paired" and not args.facecast:
+        p.error("paired needs --facecast BINARY")
+    if args.peer not in ("onnxruntime", "paired") and args.clip is None:
         p.error(f"{args.peer} needs --clip")
     if args.peer == "onnxruntime":
         record = onnxruntime_peer(args)
+    elif args.peer == "paired":
+        record = paired_peer(args)
     elif args.peer == "face_recognition":
         record = face_recognition_peer(args)
     else:
