@@ -255,8 +255,10 @@ impl ModelBench {
 /// (benches/peers/peers.py paired). The machine's speed moves within seconds, so two
 /// runtimes compared minutes apart, or even a model's 200 runs apart, are not comparable; taking
 /// turns every few hundred milliseconds, with both processes loaded, they are. Each line of
-/// `requests` is `MODEL_ID RUNS`; each answer, one JSON line on `answers`: `{"id", "ms": [one
-/// per run], "load_ms"}` (the model is loaded on its first request and kept), or `{"id",
+/// `requests` is `MODEL_ID RUNS`, or `MODEL_ID RUNS nodes` for a node-by-node profile of the
+/// runs; each answer, one JSON line on `answers`: `{"id", "ms": [one per run], "load_ms"}`
+/// (the model is loaded on its first request and kept), with `nodes: [{"node", "op",
+/// "detail", "ms"}]` (ms per run, every node of the plan, costliest first) for a profile, or `{"id",
 /// "error"}`. Ends at the end of `requests`.
 pub fn serve(
     config: &Config,
@@ -269,14 +271,23 @@ pub fn serve(
     for line in requests.lines() {
         let line = line.map_err(|e| serve_error("reading a request", e))?;
         let answer = match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [id, runs] => match runs.parse::<usize>() {
-                Ok(runs) => match answer(&manifest, fixtures, &mut loaded, id, runs) {
-                    Ok(answer) => answer,
-                    Err(e) => json!({"id": id, "error": e.to_string()}),
-                },
-                Err(e) => json!({"id": id, "error": format!("runs {runs:?}: {e}")}),
-            },
-            _ => json!({"error": format!("expected `MODEL_ID RUNS`, got {line:?}")}),
+            [id, runs, ref profile @ ..] if matches!(profile, [] | ["nodes"]) => {
+                match runs.parse::<usize>() {
+                    Ok(runs) => match answer(
+                        &manifest,
+                        fixtures,
+                        &mut loaded,
+                        id,
+                        runs,
+                        profile.len() == 1,
+                    ) {
+                        Ok(answer) => answer,
+                        Err(e) => json!({"id": id, "error": e.to_string()}),
+                    },
+                    Err(e) => json!({"id": id, "error": format!("runs {runs:?}: {e}")}),
+                }
+            }
+            _ => json!({"error": format!("expected `MODEL_ID RUNS [nodes]`, got {line:?}")}),
         };
         writeln!(answers, "{answer}")
             .and_then(|()| answers.flush())
@@ -285,18 +296,32 @@ pub fn serve(
     Ok(())
 }
 
-/// The answer to one request: the model loaded if it is not yet, then `runs` runs timed.
+/// The answer to one request: the model loaded if it is not yet, then `runs` runs timed, or
+/// profiled node by node.
 fn answer(
     manifest: &Manifest,
     fixtures: &Path,
     loaded: &mut HashMap<String, ModelBench>,
     id: &str,
     runs: usize,
+    nodes: bool,
 ) -> Result<Value, PipelineError> {
     let bench = match loaded.entry(id.to_string()) {
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => entry.insert(ModelBench::load(manifest, fixtures, id)?),
     };
+    if nodes {
+        let profile = bench.model.profile(runs)?;
+        let nodes: Vec<Value> = profile
+            .nodes
+            .iter()
+            .map(|node| {
+                let ms = round3(ms(node.total) / runs.max(1) as f64 * 1e3) / 1e3;
+                json!({"node": node.name, "op": node.op, "detail": node.detail, "ms": ms})
+            })
+            .collect();
+        return Ok(json!({"id": id, "nodes": nodes, "load_ms": round3(bench.load_ms)}));
+    }
     // Microseconds are the clock's resolution here.
     let times: Vec<f64> = bench
         .time(runs)?

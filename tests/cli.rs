@@ -298,13 +298,16 @@ fn bench_with_the_landmarks_configuration_runs_mediapipes_scope_only() {
 fn bench_serve_times_the_models_it_is_asked_for_and_answers_bad_requests_plainly() {
     // benches/peers/peers.py paired drives it: one JSON answer per request line, in order, and a
     // bad request costs only its own answer.
-    let requests = "gender_v1 3\nno_such_model 2\ngender_v1 x\nnonsense\ngender_v1 2\n";
+    let requests =
+        "gender_v1 3\nno_such_model 2\ngender_v1 x\nnonsense\ngender_v1 2\ngender_v1 2 nodes\n";
     let output = facecast(&["bench", "--serve"], Some(requests.as_bytes().to_vec()));
     assert!(output.status.success(), "{output:?}");
     let answers = json_lines(&output);
-    assert_eq!(answers.len(), 5, "{answers:?}");
+    assert_eq!(answers.len(), 6, "{answers:?}");
     let times = |answer: &serde_json::Value| -> Vec<f64> {
-        let ms = answer["ms"].as_array().unwrap_or_else(|| panic!("{answer}"));
+        let ms = answer["ms"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
         ms.iter().map(|t| t.as_f64().unwrap()).collect()
     };
     for (answer, runs) in [(&answers[0], 3), (&answers[4], 2)] {
@@ -316,12 +319,19 @@ fn bench_serve_times_the_models_it_is_asked_for_and_answers_bad_requests_plainly
     }
     // Loaded once: the second request reports the first's load time.
     assert_eq!(answers[0]["load_ms"], answers[4]["load_ms"]);
+    // A profile: every node of the plan, the convolutions facecast's.
+    let nodes = answers[5]["nodes"].as_array().unwrap();
+    assert!(nodes.len() > 5, "{}", answers[5]);
+    assert!(nodes.iter().all(|n| n["ms"].as_f64().unwrap() >= 0.0));
+    assert!(nodes.iter().any(|n| n["op"] == "facecast.Conv2dPanels"));
     for (answer, says) in [
         (&answers[1], "no_such_model"),
         (&answers[2], "runs \"x\""),
         (&answers[3], "MODEL_ID RUNS"),
     ] {
-        let error = answer["error"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"));
         assert!(error.contains(says), "{answer}");
     }
 }

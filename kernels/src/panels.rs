@@ -81,11 +81,15 @@ pub struct Conv2dPanels {
     /// input plane and tap, in tract's order (input plane, row, column).
     offsets: Arc<Vec<usize>>,
     output_shape: TVec<usize>,
-    /// The weights in blocks of [`BLOCK`] output channels: output channel `o`'s weight for
-    /// summed row `k` (of `offsets`) at `((o / BLOCK) * offsets.len() + k) * BLOCK + o % BLOCK`;
-    /// zero past the last output channel.
+    /// Which kernel sums, and so how the weights are packed.
+    packing: Packing,
+    /// The weights in blocks of the packing's output channels ([`BLOCK`] or
+    /// [`CHANNEL_LANES`]): output channel `o`'s weight for summed row `k` (of `offsets`) at
+    /// `((o / block) * offsets.len() + k) * block + o % block`; zero past the last output
+    /// channel.
     weights: Arc<Vec<f32>>,
-    /// One bias per output channel (zero without a bias), zero past the last one.
+    /// One bias per output channel (zero without a bias), zero past the last one (to a whole
+    /// number of blocks).
     bias: Arc<Vec<f32>>,
     /// A multiplication and an addition per output channel after the bias: a batch
     /// normalisation the converter left unfolded (FER's separable convolutions).
@@ -153,6 +157,33 @@ enum Source {
     },
 }
 
+/// How the sums are vectorised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Packing {
+    /// Vectors of neighbouring pixels of one output plane, the weights broadcast: the panels.
+    Pixels,
+    /// Vectors of [`CHANNEL_LANES`] output channels, each pixel's input broadcast (AVX-512
+    /// only): output planes of up to [`BY_CHANNEL_PIXELS`] pixels, where a vector of pixels is
+    /// mostly empty (dlib's 3x3 and 1x1 planes) or is one vector whose every summed row costs
+    /// a load per weight (its 4x4 planes). `positions`: each output pixel's place in the
+    /// computed layout; the sums are written to the output directly.
+    Channels { positions: Arc<Vec<usize>> },
+}
+
+/// Output channels per vector of the channel-vectorised sums.
+const CHANNEL_LANES: usize = 16;
+
+/// Vectors of output channels the channel-vectorised sums keep at once (with up to
+/// [`BY_CHANNEL_CHUNK`] pixels, 24 of AVX-512's 32 registers).
+const CHANNEL_VECTORS: usize = 2;
+
+/// Output planes up to this many pixels are summed by channel where the CPU can.
+const BY_CHANNEL_PIXELS: usize = 16;
+
+/// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
+/// shared by this many pixels and [`CHANNEL_VECTORS`] vectors of channels.
+const BY_CHANNEL_CHUNK: usize = 12;
+
 /// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]) where
 /// that makes fewer vectors of sums.
 const GATHERED_PIXELS: usize = 64;
@@ -168,6 +199,16 @@ impl Conv2dPanels {
     /// [`MAX_STRIDE`]. (The depthwise kernel, tried first, takes the convolutions of one input
     /// plane.)
     pub fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+        Self::patch_with(model, id, by_channel_available())
+    }
+
+    /// [`Self::patch_for`], summing small planes by channel if `by_channel` (which the CPU must
+    /// then have: see [`by_channel_available`]).
+    fn patch_with(
+        model: &TypedModel,
+        id: usize,
+        by_channel: bool,
+    ) -> TractResult<Option<TypedModelPatch>> {
         let Some(layer) = Layer::of(model, id)? else {
             return Ok(None);
         };
@@ -201,6 +242,16 @@ impl Conv2dPanels {
                 }
             }
         };
+        let packing =
+            if by_channel && oh * ow <= BY_CHANNEL_PIXELS && layer.outputs >= CHANNEL_LANES {
+                let width = computed / oh;
+                let positions = (0..oh).flat_map(|y| (0..ow).map(move |x| y * width + x));
+                Packing::Channels {
+                    positions: Arc::new(positions.collect()),
+                }
+            } else {
+                Packing::Pixels
+            };
         let mut last = OutletId::new(id, 0);
         let mut bias = layer.bias;
         if bias.is_none() {
@@ -225,9 +276,10 @@ impl Conv2dPanels {
                 }
             }
         }
-        // A residual is added where the sums are computed in the output's layout.
+        // A residual is added where the sums are computed in the output's layout (summed by
+        // channel, they are written to the output's).
         let mut residual = None;
-        if computed == oh * ow {
+        if computed == oh * ow || packing != Packing::Pixels {
             if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
                 let (sum, other_fact) = (model.outlet_fact(last)?, model.outlet_fact(other)?);
                 if other_fact.konst.is_none()
@@ -266,8 +318,16 @@ impl Conv2dPanels {
             return Ok(None);
         }
         let rows = offsets.len();
-        let blocks = layer.outputs.div_ceil(BLOCK);
-        let mut packed = vec![0.0; blocks * rows * BLOCK];
+        let block = match packing {
+            Packing::Pixels => BLOCK,
+            Packing::Channels { .. } => CHANNEL_LANES,
+        };
+        // Whole blocks, and for the channel-vectorised sums whole groups of their vectors.
+        let padded = match packing {
+            Packing::Pixels => layer.outputs.next_multiple_of(BLOCK),
+            Packing::Channels { .. } => layer.outputs.next_multiple_of(block * CHANNEL_VECTORS),
+        };
+        let mut packed = vec![0.0; padded * rows];
         let filter_len = layer.inputs * live_taps.len();
         for (o, filter) in layer.weights.chunks_exact(filter_len).enumerate() {
             // The weights of the live taps (the rows of `offsets`).
@@ -281,11 +341,11 @@ impl Conv2dPanels {
                 } else {
                     weight
                 };
-                packed[((o / BLOCK) * rows + k) * BLOCK + o % BLOCK] = weight;
+                packed[((o / block) * rows + k) * block + o % block] = weight;
             }
         }
         let mut bias = bias.unwrap_or_else(|| vec![0.0; layer.outputs]);
-        bias.resize(blocks * BLOCK, 0.0);
+        bias.resize(padded, 0.0);
         let op = Conv2dPanels {
             inputs: layer.inputs,
             outputs: layer.outputs,
@@ -293,6 +353,7 @@ impl Conv2dPanels {
             computed,
             offsets: Arc::new(offsets),
             output_shape: output_shape.into(),
+            packing,
             weights: Arc::new(packed),
             bias: Arc::new(bias),
             scale_shift,
@@ -315,6 +376,12 @@ impl Conv2dPanels {
     /// past the output's dropped.
     fn convolve(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         let source = self.rows(input);
+        #[cfg(target_arch = "x86_64")]
+        if let Packing::Channels { positions } = &self.packing {
+            assert!(by_channel_available());
+            // SAFETY: the CPU has the instructions (checked above).
+            return unsafe { avx512::by_channel(self, &source, positions, residual, output) };
+        }
         let pixels = output.len() / self.outputs;
         if self.computed == pixels {
             return self.sums(&source, residual, output);
@@ -608,7 +675,160 @@ impl Layer {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, Conv2dPanels, ScaleShift, BLOCK, LANES};
+    use super::{
+        Activation, Conv2dPanels, ScaleShift, BLOCK, BY_CHANNEL_CHUNK, CHANNEL_LANES,
+        CHANNEL_VECTORS, LANES,
+    };
+
+    /// Every output plane, summed by channel ([`super::Packing::Channels`]): for
+    /// [`CHANNEL_VECTORS`] vectors of output channels and up to [`BY_CHANNEL_CHUNK`] pixels at
+    /// a time, each summed row's weights loaded once and each pixel's input broadcast, in the
+    /// panels' order (the same values); then the bias, scale and shift, residual and activation
+    /// a vector of channels at a time, stored to the output planes (`positions.len()` pixels
+    /// each, as `residual`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn by_channel(
+        conv: &Conv2dPanels,
+        source: &[f32],
+        positions: &[usize],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) {
+        let pixels = positions.len();
+        // Every broadcast reads a computed pixel at a row's offset.
+        let reach = conv.offsets.iter().max().map_or(0, |&offset| offset);
+        assert!(positions.iter().all(|&p| reach + p < source.len()));
+        assert!(output.len() == conv.outputs * pixels);
+        let residual_len = conv.residual.unwrap_or(0) * pixels;
+        assert!(residual.is_none_or(|residual| residual.len() == residual_len));
+        // Chunks of nearly equal size (16 pixels: two of 8), inside each group of channels:
+        // the group's weights (rows x 32, 295 KB for dlib's 256 -> 256 3x3 layers) are read
+        // from memory for the first chunk and from the cache for the others.
+        let chunks = pixels.div_ceil(BY_CHANNEL_CHUNK);
+        for channel in (0..conv.outputs).step_by(CHANNEL_LANES * CHANNEL_VECTORS) {
+            let mut first = 0;
+            for chunk in 0..chunks {
+                let last = pixels * (chunk + 1) / chunks;
+                let chunk = &positions[first..last];
+                macro_rules! sums {
+                    ($($n:literal)*) => {
+                        match chunk.len() {
+                            $($n => channel_sums::<$n>(
+                                conv, source, chunk, first, channel, residual, output,
+                            ),)*
+                            n => unreachable!("{n} pixels in a chunk"),
+                        }
+                    };
+                }
+                sums!(1 2 3 4 5 6 7 8 9 10 11 12);
+                first = last;
+            }
+        }
+    }
+
+    /// Output pixels `first..first + N` (at `positions` in the computed layout) of the group
+    /// of output planes from `channel` ([`CHANNEL_VECTORS`] vectors of them), by channel.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn channel_sums<const N: usize>(
+        conv: &Conv2dPanels,
+        source: &[f32],
+        positions: &[usize],
+        first: usize,
+        channel: usize,
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) {
+        const { assert!(N <= super::BY_CHANNEL_CHUNK) };
+        let rows = conv.offsets.len();
+        let pixels = output.len() / conv.outputs;
+        let positions: [usize; N] = positions.try_into().expect("N positions");
+        let group = CHANNEL_LANES * CHANNEL_VECTORS;
+        let weights = &conv.weights[channel * rows..][..rows * group];
+        let mut sums = [[_mm512_setzero_ps(); N]; CHANNEL_VECTORS];
+        for (k, &offset) in conv.offsets.iter().enumerate() {
+            // SAFETY: inside the block (`rows * group` weights, CHANNEL_LANES per vector
+            // and row).
+            let w: [__m512; CHANNEL_VECTORS] = std::array::from_fn(|v| unsafe {
+                let block = weights.as_ptr().add(v * rows * CHANNEL_LANES);
+                _mm512_loadu_ps(block.add(k * CHANNEL_LANES))
+            });
+            for (j, &position) in positions.iter().enumerate() {
+                // SAFETY: `by_channel` checked every position at every offset.
+                let x = _mm512_set1_ps(unsafe { *source.get_unchecked(offset + position) });
+                for (sums, &w) in sums.iter_mut().zip(&w) {
+                    sums[j] = _mm512_fmadd_ps(w, x, sums[j]);
+                }
+            }
+        }
+        for (v, sums) in sums.iter().enumerate() {
+            let channel = channel + v * CHANNEL_LANES;
+            if channel >= conv.outputs {
+                break;
+            }
+            let live = mask(conv.outputs - channel);
+            // Channel `channel + lane`'s value of pixel `pixel` in planes of `pixels`.
+            let at = _mm512_add_epi32(
+                _mm512_mullo_epi32(
+                    _mm512_add_epi32(
+                        _mm512_set1_epi32(channel as i32),
+                        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                    ),
+                    _mm512_set1_epi32(pixels as i32),
+                ),
+                _mm512_set1_epi32(first as i32),
+            );
+            // SAFETY: the bias is padded to whole groups; the others are read under `live`.
+            let bias = unsafe { _mm512_loadu_ps(conv.bias.as_ptr().add(channel)) };
+            let per_channel = |values: &[f32]| unsafe {
+                _mm512_maskz_loadu_ps(live, values.as_ptr().add(channel))
+            };
+            let scale_shift = conv
+                .scale_shift
+                .as_ref()
+                .map(|ScaleShift { scale, shift }| [per_channel(scale), per_channel(shift)]);
+            let slopes = match &conv.activation {
+                Activation::Prelu(slopes) => Some(per_channel(slopes)),
+                _ => None,
+            };
+            // The residual's channels (fewer than the output's where the graph padded it).
+            let with_residual = residual
+                .filter(|_| conv.has_residual(channel))
+                .map(|residual| (residual, mask(conv.residual.unwrap_or(0) - channel)));
+            for (j, &sum) in sums.iter().enumerate() {
+                let at = _mm512_add_epi32(at, _mm512_set1_epi32(j as i32));
+                let mut value = _mm512_add_ps(sum, bias);
+                if let Some([scale, shift]) = scale_shift {
+                    value = _mm512_add_ps(_mm512_mul_ps(value, scale), shift);
+                }
+                if let Some((residual, lanes)) = with_residual {
+                    // SAFETY: the lanes read are residual channels' pixels.
+                    let residual = unsafe {
+                        _mm512_mask_i32gather_ps::<4>(
+                            _mm512_setzero_ps(),
+                            lanes,
+                            at,
+                            residual.as_ptr(),
+                        )
+                    };
+                    value = _mm512_add_ps(value, residual);
+                }
+                value = match slopes {
+                    None if conv.activation == Activation::Relu => {
+                        _mm512_max_ps(value, _mm512_setzero_ps())
+                    }
+                    None => value,
+                    Some(slope) => {
+                        // As `Activation::apply`: the lanes not above zero times the slope.
+                        let scaled = _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(value, _mm512_setzero_ps());
+                        _mm512_mask_mul_ps(value, scaled, value, slope)
+                    }
+                };
+                // SAFETY: the lanes stored are output channels' pixels.
+                unsafe { _mm512_mask_i32scatter_ps::<4>(output.as_mut_ptr(), live, at, value) };
+            }
+        }
+    }
 
     /// Every output plane's sums for `conv` from `source`.
     #[target_feature(enable = "avx512f")]
@@ -723,6 +943,19 @@ mod avx512 {
                 }
             }
         }
+    }
+}
+
+/// Whether this CPU sums small planes by channel ([`Packing::Channels`]: AVX-512 only; the
+/// portable copy was not vectorised as written).
+fn by_channel_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -871,6 +1104,10 @@ impl Op for Conv2dPanels {
             Source::Phases(phases) => phases.window.describe(),
             Source::Gathered { phases, .. } => format!("{}, gathered", phases.window.describe()),
         };
+        let by_channel = match self.packing {
+            Packing::Pixels => "",
+            Packing::Channels { .. } => ", by channel",
+        };
         let scale_shift = match self.scale_shift {
             Some(_) => ", scale and shift",
             None => "",
@@ -886,7 +1123,7 @@ impl Op for Conv2dPanels {
             Activation::Prelu(_) => ", PRelu",
         };
         Ok(vec![format!(
-            "{} -> {} channels, {window}{scale_shift}{residual}{activation}",
+            "{} -> {} channels, {window}{by_channel}{scale_shift}{residual}{activation}",
             self.inputs, self.outputs
         )])
     }
@@ -1019,7 +1256,7 @@ mod tests {
     const NORM_RELU: Tail = (true, false, Act::Relu);
     const NORM_RESIDUAL: Tail = (true, true, Act::Linear);
 
-    const CASES: [Case; 33] = [
+    const CASES: [Case; 37] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
         // and panels, smaller than one vector, with and without a ReLU.
         ([16, 16], [96, 96], [1, 1], [0, 0], NONE),
@@ -1062,6 +1299,15 @@ mod tests {
         ([32, 32], [4, 4], [3, 1], [1, 1], RESIDUAL_RELU),
         ([24, 24], [8, 8], [3, 1], [1, 1], RESIDUAL),
         ([16, 24], [8, 8], [3, 2], [0, 0], RELU),
+        // Planes of up to 16 pixels summed by channel (with AVX-512): 3x3 computed wider than
+        // the output (its residual added all the same), a stride-2 layer after a batch
+        // normalisation, a 1x1 on 16 pixels, a residual padded with zero channels; channel
+        // counts short of a whole group of vectors. (dlib's stride-2 layer to one pixel is not
+        // here: tract sums its 2,304 products in another order, a matrix-vector kernel's.)
+        ([40, 40], [3, 3], [3, 1], [1, 1], RESIDUAL_PRELU),
+        ([32, 48], [4, 4], [3, 2], [1, 1], NORM_RELU),
+        ([48, 48], [4, 4], [1, 1], [0, 0], RESIDUAL),
+        ([16, 32], [3, 3], [1, 1], [0, 0], RESIDUAL_RELU),
         // A batch normalisation left as Mul and Add (FER): before a ReLU, before a residual,
         // after a KxK convolution's own bias.
         ([16, 16], [60, 60], [1, 1], [0, 0], NORM_RELU),
@@ -1095,12 +1341,52 @@ mod tests {
         node.unwrap().op_as::<Conv2dPanels>().unwrap().clone()
     }
 
+    /// The panels node of `model` as a CPU without AVX-512 packs it: every plane by pixel.
+    fn pixel_panels_of(model: TypedModel) -> Conv2dPanels {
+        let patch = (0..model.nodes.len())
+            .find_map(|id| Conv2dPanels::patch_with(&model, id, false).unwrap())
+            .expect("a dense layer");
+        let node = patch.model.nodes.iter().find(|n| n.op_is::<Conv2dPanels>());
+        node.unwrap().op_as::<Conv2dPanels>().unwrap().clone()
+    }
+
+    #[test]
+    fn sums_small_planes_by_channel_where_the_cpu_can() {
+        use super::{by_channel_available, Packing};
+        for (channels, hw, kernel, tail, by_channel) in [
+            ([32, 32], [4, 4], 3, RESIDUAL, true),
+            // Computed wider than the output, yet written in its layout: the residual is added.
+            ([32, 32], [3, 3], 3, RESIDUAL, true),
+            ([24, 40], [1, 1], 3, RELU, true),
+            ([48, 48], [4, 4], 1, RESIDUAL, true),
+            // More than 16 pixels, or fewer than a vector of channels.
+            ([32, 32], [5, 5], 3, RESIDUAL, false),
+            ([8, 8], [4, 4], 3, RESIDUAL, false),
+        ] {
+            let model = dense_graph(channels, hw, [kernel, 1], [kernel / 2; 2], tail);
+            let conv = panels_of(model);
+            let case = format!("{channels:?} {hw:?}");
+            let expected = by_channel && by_channel_available();
+            let packing = &conv.packing;
+            assert_eq!(
+                matches!(packing, Packing::Channels { .. }),
+                expected,
+                "{case}"
+            );
+            assert_eq!(
+                conv.residual.is_some(),
+                tail.1 && (expected || hw != [3, 3]),
+                "{case}"
+            );
+        }
+    }
+
     #[test]
     fn portable_panels_equal_the_dispatched_kernel() {
         // The CPU's copy (AVX-512 on the development machine) against the portable panels,
         // which run on other CPUs, with fused multiply-adds as on AArch64.
         for ([inputs, outputs], hw, [kernel, stride], pad, tail) in CASES {
-            let conv = panels_of(dense_graph(
+            let conv = pixel_panels_of(dense_graph(
                 [inputs, outputs],
                 hw,
                 [kernel, stride],
