@@ -38,20 +38,42 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
         Layout::Nchw => (1, tw * th),
         Layout::Nhwc => (channels, 1),
     };
-    let mut positions = [[0i32; 2]; POSITION_BATCH];
+    // One tensor pixel, as `bilinear` and the levels' table make it.
+    let sample = |out: &mut [f32], i: usize, x: i32, y: i32| {
+        let values = levels.tensor_values(bilinear(frame, x, y, border));
+        for (c, value) in values[..channels].iter().enumerate() {
+            out[i * pixel_stride + c * channel_stride] = *value;
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    let vectors = std::arch::is_x86_feature_detected!("avx512f");
+    let (mut xs, mut ys) = ([0i32; POSITION_BATCH], [0i32; POSITION_BATCH]);
     for v in 0..th {
         for u0 in (0..tw).step_by(POSITION_BATCH) {
-            let batch = &mut positions[..POSITION_BATCH.min(tw - u0)];
-            for (k, position) in batch.iter_mut().enumerate() {
+            let batch = POSITION_BATCH.min(tw - u0);
+            for k in 0..batch {
                 let (x, y) = map.apply((u0 + k) as f32, v as f32);
-                *position = [to_subpixel_steps(x), to_subpixel_steps(y)];
+                (xs[k], ys[k]) = (to_subpixel_steps(x), to_subpixel_steps(y));
             }
-            for (k, &[x, y]) in batch.iter().enumerate() {
-                let values = levels.tensor_values(bilinear(frame, x, y, border));
-                let i = (v * tw + u0 + k) * pixel_stride;
-                for (c, value) in values[..channels].iter().enumerate() {
-                    out[i + c * channel_stride] = *value;
+            let first = v * tw + u0;
+            let mut k = 0;
+            // 16 pixels at once where none needs the border (nearly all of a crop): 37k
+            // pixels of a face mesh crop took 0.7-0.9 ms a pixel at a time, a quarter of the
+            // model's own time.
+            #[cfg(target_arch = "x86_64")]
+            while vectors && k + avx512::PIXELS <= batch {
+                let at = [first + k, pixel_stride, channel_stride];
+                let positions = [&xs, &ys].map(|p| p[k..][..avx512::PIXELS].try_into().unwrap());
+                // SAFETY: the CPU has the instructions (checked above).
+                if !unsafe { avx512::sample(frame, positions, &levels, out, at, channels) } {
+                    for j in k..k + avx512::PIXELS {
+                        sample(out, first + j, xs[j], ys[j]);
+                    }
                 }
+                k += avx512::PIXELS;
+            }
+            for j in k..batch {
+                sample(out, first + j, xs[j], ys[j]);
             }
         }
     }
@@ -62,27 +84,26 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
 struct Levels {
     colour: Colour,
     table: [[f32; 256]; 3],
-    /// Grey's mean and 1/std: luma is not a whole level, so it is normalised per pixel.
-    grey: (f32, f32),
+    /// Each channel's mean and 1/std (the table's arithmetic); grey's are the first: luma is
+    /// not a whole level, so it is normalised per pixel.
+    normalise: [(f32, f32); 3],
 }
 
 impl Levels {
     fn new(spec: &InputSpec) -> Levels {
         let mut table = [[0.0f32; 256]; 3];
-        let mut grey = (0.0, 1.0);
+        let mut normalise = [(0.0, 1.0); 3];
         for (c, (mean, std)) in spec.mean.iter().zip(&spec.std).enumerate().take(3) {
             let scale = 1.0 / std;
             for (level, value) in table[c].iter_mut().enumerate() {
                 *value = (level as f32 - mean) * scale;
             }
-            if c == 0 {
-                grey = (*mean, scale);
-            }
+            normalise[c] = (*mean, scale);
         }
         Levels {
             colour: spec.colour,
             table,
-            grey,
+            normalise,
         }
     }
 
@@ -94,7 +115,8 @@ impl Levels {
             Colour::Bgr => [t[0][b as usize], t[1][g as usize], t[2][r as usize]],
             Colour::Grey => {
                 let luma = LUMA[0] * r as f32 + LUMA[1] * g as f32 + LUMA[2] * b as f32;
-                [(luma - self.grey.0) * self.grey.1, 0.0, 0.0]
+                let (mean, scale) = self.normalise[0];
+                [(luma - mean) * scale, 0.0, 0.0]
             }
         }
     }
@@ -163,6 +185,122 @@ fn bilinear(frame: &Frame, x: i32, y: i32, border: Border) -> [u8; 3] {
         *level = ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS) as u8;
     }
     rgb
+}
+
+/// The sampler 16 tensor pixels at a time, in AVX-512 instructions: the same integer
+/// arithmetic as [`bilinear`] and the same float arithmetic as [`Levels`], so the same values.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Levels, LUMA, SUBPIXEL_BITS, WEIGHT_BITS};
+    use crate::frame::Frame;
+    use crate::model::manifest::Colour;
+
+    /// Tensor pixels per call.
+    pub(super) const PIXELS: usize = 16;
+
+    /// Tensor pixels `at[0]..` (`at[1]` apart in `out`, their channels `at[2]` apart) sampled at
+    /// `positions` (x and y in sub-pixel steps); false, with nothing written, if any of them
+    /// needs the border.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn sample(
+        frame: &Frame,
+        [xs, ys]: [&[i32; PIXELS]; 2],
+        levels: &Levels,
+        out: &mut [f32],
+        [first, pixel_stride, channel_stride]: [usize; 3],
+        channels: usize,
+    ) -> bool {
+        let (w, h) = (frame.width as i32, frame.height as i32);
+        let Ok(len) = i32::try_from(frame.rgb.len()) else {
+            return false;
+        };
+        // SAFETY: 16 values each.
+        let [x, y] = [xs, ys].map(|p| unsafe { _mm512_loadu_si512(p.as_ptr().cast()) });
+        let [x0, y0] = [x, y].map(|p| _mm512_srai_epi32::<SUBPIXEL_BITS>(p));
+        let steps = _mm512_set1_epi32((1 << SUBPIXEL_BITS) - 1);
+        let [fx, fy] = [x, y].map(|p| _mm512_and_si512(p, steps));
+        let one = _mm512_set1_epi32(1);
+        let zero = _mm512_setzero_si512();
+        // `bilinear`'s fast case: both rows and columns inside the frame.
+        let inside = _mm512_cmpge_epi32_mask(x0, zero)
+            & _mm512_cmpge_epi32_mask(y0, zero)
+            & _mm512_cmplt_epi32_mask(_mm512_add_epi32(x0, one), _mm512_set1_epi32(w))
+            & _mm512_cmplt_epi32_mask(_mm512_add_epi32(y0, one), _mm512_set1_epi32(h));
+        if inside != u16::MAX {
+            return false;
+        }
+        let stride = w * 3;
+        let top_left = _mm512_add_epi32(
+            _mm512_mullo_epi32(y0, _mm512_set1_epi32(stride)),
+            _mm512_mullo_epi32(x0, _mm512_set1_epi32(3)),
+        );
+        // Each tap is read as 4 bytes (its RGB and one more): the last must lie in the frame.
+        let last = _mm512_add_epi32(top_left, _mm512_set1_epi32(stride + 3 + 4));
+        if _mm512_cmpgt_epi32_mask(last, _mm512_set1_epi32(len)) != 0 {
+            return false;
+        }
+        // Top-left, top-right, bottom-left, bottom-right, as `bilinear`.
+        let taps = [0, 3, stride, stride + 3].map(|offset| {
+            let at = _mm512_add_epi32(top_left, _mm512_set1_epi32(offset));
+            // SAFETY: every 4-byte read lies in `frame.rgb` (checked above).
+            unsafe { _mm512_i32gather_epi32::<1>(at, frame.rgb.as_ptr().cast()) }
+        });
+        let full = _mm512_set1_epi32(1 << SUBPIXEL_BITS);
+        let [gx, gy] = [fx, fy].map(|f| _mm512_sub_epi32(full, f));
+        let weights = [
+            _mm512_mullo_epi32(gx, gy),
+            _mm512_mullo_epi32(fx, gy),
+            _mm512_mullo_epi32(gx, fy),
+            _mm512_mullo_epi32(fx, fy),
+        ];
+        let byte = _mm512_set1_epi32(0xff);
+        let half = _mm512_set1_epi32(1 << (WEIGHT_BITS - 1));
+        // The R, G and B levels, rounded as `bilinear` rounds them.
+        let rgb = [0u32, 8, 16].map(|shift| {
+            let mut sum = half;
+            for (tap, weight) in taps.iter().zip(weights) {
+                let level = _mm512_and_si512(
+                    _mm512_srlv_epi32(*tap, _mm512_set1_epi32(shift as i32)),
+                    byte,
+                );
+                sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(weight, level));
+            }
+            _mm512_cvtepi32_ps(_mm512_srai_epi32::<WEIGHT_BITS>(sum))
+        });
+        let normalised = |level: __m512, c: usize| {
+            let (mean, scale) = levels.normalise[c];
+            _mm512_mul_ps(
+                _mm512_sub_ps(level, _mm512_set1_ps(mean)),
+                _mm512_set1_ps(scale),
+            )
+        };
+        let [r, g, b] = rgb;
+        let values = match levels.colour {
+            Colour::Rgb => [normalised(r, 0), normalised(g, 1), normalised(b, 2)],
+            Colour::Bgr => [normalised(b, 0), normalised(g, 1), normalised(r, 2)],
+            Colour::Grey => {
+                let luma = |c: usize, level| _mm512_mul_ps(_mm512_set1_ps(LUMA[c]), level);
+                let luma = _mm512_add_ps(_mm512_add_ps(luma(0, r), luma(1, g)), luma(2, b));
+                [normalised(luma, 0), r, r]
+            }
+        };
+        for (c, value) in values.into_iter().enumerate().take(channels) {
+            let mut pixels = [0.0f32; PIXELS];
+            // SAFETY: 16 values.
+            unsafe { _mm512_storeu_ps(pixels.as_mut_ptr(), value) };
+            let start = first * pixel_stride + c * channel_stride;
+            if pixel_stride == 1 {
+                out[start..][..PIXELS].copy_from_slice(&pixels);
+            } else {
+                for (k, value) in pixels.into_iter().enumerate() {
+                    out[start + k * pixel_stride] = value;
+                }
+            }
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -300,5 +438,54 @@ mod tests {
             .map(|v| (v * 127.5 + 127.5).round())
             .collect();
         assert_eq!(red, vec![0.0, 25.0, 50.0, 75.0]);
+    }
+
+    #[test]
+    fn pixels_sampled_sixteen_at_a_time_equal_the_scalar_samples() {
+        // A rotated, scaled crop of a 61x47 frame of varied levels, part of it past the
+        // frame's edge (those chunks of 16 take the scalar path), in each colour and layout:
+        // every value as `bilinear` and the levels' table make it one pixel at a time.
+        let (w, h) = (61u32, 47u32);
+        let mut frame = Frame::with_capacity(w, h);
+        for (i, level) in frame.resize(w, h).iter_mut().enumerate() {
+            *level = (i * 7919 % 251) as u8;
+        }
+        let (cos, sin) = (0.3f32.cos() * 0.37, 0.3f32.sin() * 0.37);
+        let map = Affine {
+            a: cos,
+            b: -sin,
+            c: 20.3,
+            d: sin,
+            e: cos,
+            f: -3.1,
+        };
+        for (layout, colour, border) in [
+            (Layout::Nchw, Colour::Rgb, Border::Replicate),
+            (Layout::Nhwc, Colour::Bgr, Border::Black),
+            (Layout::Nchw, Colour::Grey, Border::Replicate),
+        ] {
+            let mut spec = spec(layout, colour, 100);
+            spec.mean = vec![127.5, 110.0, 90.0][..spec.channels()].to_vec();
+            spec.std = vec![127.5, 60.0, 77.0][..spec.channels()].to_vec();
+            let mut sampled = vec![0.0; 100 * 100 * spec.channels()];
+            sample_into(&frame, &map, &spec, border, &mut sampled);
+            let levels = Levels::new(&spec);
+            let (pixel_stride, channel_stride) = match layout {
+                Layout::Nchw => (1, 100 * 100),
+                Layout::Nhwc => (spec.channels(), 1),
+            };
+            for (i, (v, u)) in (0..100)
+                .flat_map(|v| (0..100).map(move |u| (v, u)))
+                .enumerate()
+            {
+                let (x, y) = map.apply(u as f32, v as f32);
+                let (x, y) = (to_subpixel_steps(x), to_subpixel_steps(y));
+                let values = levels.tensor_values(bilinear(&frame, x, y, border));
+                for (c, &value) in values[..spec.channels()].iter().enumerate() {
+                    let got = sampled[i * pixel_stride + c * channel_stride];
+                    assert_eq!(got, value, "{colour:?} pixel ({u}, {v}) channel {c}");
+                }
+            }
+        }
     }
 }
