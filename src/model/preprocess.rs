@@ -49,31 +49,30 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
     let vectors = std::arch::is_x86_feature_detected!("avx512f");
     let (mut xs, mut ys) = ([0i32; POSITION_BATCH], [0i32; POSITION_BATCH]);
     for v in 0..th {
-        for u0 in (0..tw).step_by(POSITION_BATCH) {
+        let mut u = 0;
+        // 16 pixels at once, positions included, where none needs the border (nearly all of
+        // a crop): 37k pixels of a face mesh crop took 0.7-0.9 ms a pixel at a time, a
+        // quarter of the model's own time.
+        #[cfg(target_arch = "x86_64")]
+        while vectors && u + avx512::PIXELS <= tw {
+            let at = [v * tw + u, pixel_stride, channel_stride];
+            // SAFETY: the CPU has the instructions (checked above).
+            if !unsafe { avx512::sample(frame, map, [u, v], &levels, out, at, channels) } {
+                for u in u..u + avx512::PIXELS {
+                    let (x, y) = map.apply(u as f32, v as f32);
+                    sample(out, v * tw + u, to_subpixel_steps(x), to_subpixel_steps(y));
+                }
+            }
+            u += avx512::PIXELS;
+        }
+        for u0 in (u..tw).step_by(POSITION_BATCH) {
             let batch = POSITION_BATCH.min(tw - u0);
             for k in 0..batch {
                 let (x, y) = map.apply((u0 + k) as f32, v as f32);
                 (xs[k], ys[k]) = (to_subpixel_steps(x), to_subpixel_steps(y));
             }
-            let first = v * tw + u0;
-            let mut k = 0;
-            // 16 pixels at once where none needs the border (nearly all of a crop): 37k
-            // pixels of a face mesh crop took 0.7-0.9 ms a pixel at a time, a quarter of the
-            // model's own time.
-            #[cfg(target_arch = "x86_64")]
-            while vectors && k + avx512::PIXELS <= batch {
-                let at = [first + k, pixel_stride, channel_stride];
-                let positions = [&xs, &ys].map(|p| p[k..][..avx512::PIXELS].try_into().unwrap());
-                // SAFETY: the CPU has the instructions (checked above).
-                if !unsafe { avx512::sample(frame, positions, &levels, out, at, channels) } {
-                    for j in k..k + avx512::PIXELS {
-                        sample(out, first + j, xs[j], ys[j]);
-                    }
-                }
-                k += avx512::PIXELS;
-            }
-            for j in k..batch {
-                sample(out, first + j, xs[j], ys[j]);
+            for k in 0..batch {
+                sample(out, v * tw + u0 + k, xs[k], ys[k]);
             }
         }
     }
@@ -128,12 +127,13 @@ const SUBPIXEL_STEPS: f32 = (1 << SUBPIXEL_BITS) as f32;
 /// Bilinear weights are products of two sub-pixel fractions: whole 1/1024ths.
 const WEIGHT_BITS: u32 = 2 * SUBPIXEL_BITS;
 
+/// Sub-pixel steps far outside any frame: keeps the truncation and the +-1 from overflowing.
+const SUBPIXEL_LIMIT: f32 = 1e9;
+
 /// A coordinate in whole 1/32-pixel steps, rounded half away from zero (`f32::round`, without
 /// its libm call: the truncation and one comparison each way are exact below 2^23).
 fn to_subpixel_steps(coordinate: f32) -> i32 {
-    // Far outside any frame; keeps the truncation and the +-1 from overflowing.
-    const LIMIT: f32 = 1e9;
-    let steps = (coordinate * SUBPIXEL_STEPS).clamp(-LIMIT, LIMIT);
+    let steps = (coordinate * SUBPIXEL_STEPS).clamp(-SUBPIXEL_LIMIT, SUBPIXEL_LIMIT);
     let whole = steps as i32;
     let fraction = steps - whole as f32;
     whole + (fraction >= 0.5) as i32 - (fraction <= -0.5) as i32
@@ -193,20 +193,40 @@ fn bilinear(frame: &Frame, x: i32, y: i32, border: Border) -> [u8; 3] {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Levels, LUMA, SUBPIXEL_BITS, WEIGHT_BITS};
+    use super::{Levels, LUMA, SUBPIXEL_BITS, SUBPIXEL_LIMIT, SUBPIXEL_STEPS, WEIGHT_BITS};
     use crate::frame::Frame;
+    use crate::geometry::Affine;
     use crate::model::manifest::Colour;
+
+    /// [`super::to_subpixel_steps`] of 16 coordinates. A NaN becomes the lower limit here (0
+    /// there): either way the pixel is not inside the frame, and the scalar path samples it.
+    #[target_feature(enable = "avx512f")]
+    fn subpixel_steps(coordinate: __m512) -> __m512i {
+        let steps = _mm512_mul_ps(coordinate, _mm512_set1_ps(SUBPIXEL_STEPS));
+        let steps = _mm512_min_ps(
+            _mm512_max_ps(steps, _mm512_set1_ps(-SUBPIXEL_LIMIT)),
+            _mm512_set1_ps(SUBPIXEL_LIMIT),
+        );
+        let whole = _mm512_cvttps_epi32(steps);
+        let fraction = _mm512_sub_ps(steps, _mm512_cvtepi32_ps(whole));
+        let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(fraction, _mm512_set1_ps(0.5));
+        let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(fraction, _mm512_set1_ps(-0.5));
+        let one = _mm512_set1_epi32(1);
+        let whole = _mm512_mask_add_epi32(whole, up, whole, one);
+        _mm512_mask_sub_epi32(whole, down, whole, one)
+    }
 
     /// Tensor pixels per call.
     pub(super) const PIXELS: usize = 16;
 
-    /// Tensor pixels `at[0]..` (`at[1]` apart in `out`, their channels `at[2]` apart) sampled at
-    /// `positions` (x and y in sub-pixel steps); false, with nothing written, if any of them
-    /// needs the border.
+    /// Tensor pixels `u..u + 16` of row `v` (the output's `at[0]..`, `at[1]` apart in `out`,
+    /// their channels `at[2]` apart), at the frame positions `map` gives them; false, with
+    /// nothing written, if any of them needs the border.
     #[target_feature(enable = "avx512f")]
     pub(super) fn sample(
         frame: &Frame,
-        [xs, ys]: [&[i32; PIXELS]; 2],
+        map: &Affine,
+        [u, v]: [usize; 2],
         levels: &Levels,
         out: &mut [f32],
         [first, pixel_stride, channel_stride]: [usize; 3],
@@ -216,8 +236,20 @@ mod avx512 {
         let Ok(len) = i32::try_from(frame.rgb.len()) else {
             return false;
         };
-        // SAFETY: 16 values each.
-        let [x, y] = [xs, ys].map(|p| unsafe { _mm512_loadu_si512(p.as_ptr().cast()) });
+        // `Affine::apply` and `to_subpixel_steps`, 16 at a time with the same roundings: the
+        // columns are whole numbers (exact as f32), the products and sums taken in its order.
+        let lanes = _mm512_setr_ps(
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+        );
+        let us = _mm512_add_ps(_mm512_set1_ps(u as f32), lanes);
+        let v = v as f32;
+        let [x, y] = [(map.a, map.b * v, map.c), (map.d, map.e * v, map.f)].map(|(a, bv, c)| {
+            let coordinate = _mm512_add_ps(
+                _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a), us), _mm512_set1_ps(bv)),
+                _mm512_set1_ps(c),
+            );
+            subpixel_steps(coordinate)
+        });
         let [x0, y0] = [x, y].map(|p| _mm512_srai_epi32::<SUBPIXEL_BITS>(p));
         let steps = _mm512_set1_epi32((1 << SUBPIXEL_BITS) - 1);
         let [fx, fy] = [x, y].map(|p| _mm512_and_si512(p, steps));
