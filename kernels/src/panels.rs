@@ -173,16 +173,12 @@ enum Packing {
 /// Output channels per vector of the channel-vectorised sums.
 const CHANNEL_LANES: usize = 16;
 
-/// Vectors of output channels the channel-vectorised sums keep at once (with up to
-/// [`BY_CHANNEL_CHUNK`] pixels, 24 of AVX-512's 32 registers).
+/// Vectors of output channels the channel-vectorised sums keep at once (with up to 12
+/// pixels, 24 of AVX-512's 32 registers).
 const CHANNEL_VECTORS: usize = 2;
 
 /// Output planes up to this many pixels are summed by channel where the CPU can.
 const BY_CHANNEL_PIXELS: usize = 16;
-
-/// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
-/// shared by this many pixels and [`CHANNEL_VECTORS`] vectors of channels.
-const BY_CHANNEL_CHUNK: usize = 12;
 
 /// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]) where
 /// that makes fewer vectors of sums.
@@ -676,9 +672,12 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{
-        Activation, Conv2dPanels, ScaleShift, BLOCK, BY_CHANNEL_CHUNK, CHANNEL_LANES,
-        CHANNEL_VECTORS, LANES,
+        Activation, Conv2dPanels, ScaleShift, BLOCK, CHANNEL_LANES, CHANNEL_VECTORS, LANES,
     };
+
+    /// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
+    /// shared by this many pixels and [`CHANNEL_VECTORS`] vectors of channels.
+    const BY_CHANNEL_CHUNK: usize = 12;
 
     /// Every output plane, summed by channel ([`super::Packing::Channels`]): for
     /// [`CHANNEL_VECTORS`] vectors of output channels and up to [`BY_CHANNEL_CHUNK`] pixels at
@@ -739,7 +738,7 @@ mod avx512 {
         residual: Option<&[f32]>,
         output: &mut [f32],
     ) {
-        const { assert!(N <= super::BY_CHANNEL_CHUNK) };
+        const { assert!(N <= BY_CHANNEL_CHUNK) };
         let rows = conv.offsets.len();
         let pixels = output.len() / conv.outputs;
         let positions: [usize; N] = positions.try_into().expect("N positions");

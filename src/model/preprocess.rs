@@ -49,22 +49,27 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
     let vectors = std::arch::is_x86_feature_detected!("avx512f");
     let (mut xs, mut ys) = ([0i32; POSITION_BATCH], [0i32; POSITION_BATCH]);
     for v in 0..th {
-        let mut u = 0;
         // 16 pixels at once, positions included, where none needs the border (nearly all of
         // a crop): 37k pixels of a face mesh crop took 0.7-0.9 ms a pixel at a time, a
-        // quarter of the model's own time.
+        // quarter of the model's own time. The columns before `u` are done.
         #[cfg(target_arch = "x86_64")]
-        while vectors && u + avx512::PIXELS <= tw {
-            let at = [v * tw + u, pixel_stride, channel_stride];
-            // SAFETY: the CPU has the instructions (checked above).
-            if !unsafe { avx512::sample(frame, map, [u, v], &levels, out, at, channels) } {
-                for u in u..u + avx512::PIXELS {
-                    let (x, y) = map.apply(u as f32, v as f32);
-                    sample(out, v * tw + u, to_subpixel_steps(x), to_subpixel_steps(y));
+        let u = {
+            let mut u = 0;
+            while vectors && u + avx512::PIXELS <= tw {
+                let at = [v * tw + u, pixel_stride, channel_stride];
+                // SAFETY: the CPU has the instructions (checked above).
+                if !unsafe { avx512::sample(frame, map, [u, v], &levels, out, at, channels) } {
+                    for u in u..u + avx512::PIXELS {
+                        let (x, y) = map.apply(u as f32, v as f32);
+                        sample(out, v * tw + u, to_subpixel_steps(x), to_subpixel_steps(y));
+                    }
                 }
+                u += avx512::PIXELS;
             }
-            u += avx512::PIXELS;
-        }
+            u
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let u = 0;
         for u0 in (u..tw).step_by(POSITION_BATCH) {
             let batch = POSITION_BATCH.min(tw - u0);
             for k in 0..batch {
