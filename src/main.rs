@@ -42,8 +42,9 @@ COMMANDS:
                                       ([pipeline] overlap); --max-faces: [detector]
                                       max_faces. benches/run.sh runs it beside the peers
     bench --serve [--fixtures DIR]    time models on request, for a driver that takes turns
-                                      with another runtime: reads `MODEL_ID RUNS` lines,
-                                      answers each with a JSON line of per-run ms
+                                      with another runtime: reads `MODEL_ID RUNS [nodes]`
+                                      lines, answers each with a JSON line of per-run ms
+                                      (or of each node's ms, with `nodes`)
     devices                           list V4L2 cameras and their formats
     models [--verify]                 list the model manifest; --verify checks each file's
                                       sha256 and runs it once in tract
