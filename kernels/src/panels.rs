@@ -89,7 +89,7 @@ pub struct Conv2dPanels {
     /// channel.
     weights: Arc<Vec<f32>>,
     /// One bias per output channel (zero without a bias), zero past the last one (to a whole
-    /// number of blocks).
+    /// number of what the kernel sums at once).
     bias: Arc<Vec<f32>>,
     /// A multiplication and an addition per output channel after the bias: a batch
     /// normalisation the converter left unfolded (FER's separable convolutions).
@@ -314,15 +314,13 @@ impl Conv2dPanels {
             return Ok(None);
         }
         let rows = offsets.len();
-        let block = match packing {
-            Packing::Pixels => BLOCK,
-            Packing::Channels { .. } => CHANNEL_LANES,
+        // The output channels of a block of weights, and of what each kernel sums at once:
+        // the weights and bias are padded to a whole number of the latter.
+        let (block, group) = match packing {
+            Packing::Pixels => (BLOCK, BLOCK),
+            Packing::Channels { .. } => (CHANNEL_LANES, CHANNEL_LANES * CHANNEL_VECTORS),
         };
-        // Whole blocks, and for the channel-vectorised sums whole groups of their vectors.
-        let padded = match packing {
-            Packing::Pixels => layer.outputs.next_multiple_of(BLOCK),
-            Packing::Channels { .. } => layer.outputs.next_multiple_of(block * CHANNEL_VECTORS),
-        };
+        let padded = layer.outputs.next_multiple_of(group);
         let mut packed = vec![0.0; padded * rows];
         let filter_len = layer.inputs * live_taps.len();
         for (o, filter) in layer.weights.chunks_exact(filter_len).enumerate() {
@@ -675,6 +673,40 @@ mod avx512 {
         Activation, Conv2dPanels, ScaleShift, BLOCK, CHANNEL_LANES, CHANNEL_VECTORS, LANES,
     };
 
+    /// What follows a vector of sums, lane by lane: the bias, a batch normalisation's scale and
+    /// shift, the PRelu's slope (the panels broadcast one channel's to every lane; the sums by
+    /// channel load a vector of channels').
+    struct Epilogue {
+        bias: __m512,
+        scale_shift: Option<[__m512; 2]>,
+        slope: __m512,
+    }
+
+    impl Epilogue {
+        /// `sum` finished in tract's order and roundings: the bias, the scale and shift, the
+        /// residual, then the activation (as `Activation::apply`: PRelu multiplies the lanes
+        /// not above zero by the slope).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn apply(&self, sum: __m512, residual: Option<__m512>, activation: &Activation) -> __m512 {
+            let mut value = _mm512_add_ps(sum, self.bias);
+            if let Some([scale, shift]) = self.scale_shift {
+                value = _mm512_add_ps(_mm512_mul_ps(value, scale), shift);
+            }
+            if let Some(residual) = residual {
+                value = _mm512_add_ps(value, residual);
+            }
+            match activation {
+                Activation::Linear => value,
+                Activation::Relu => _mm512_max_ps(value, _mm512_setzero_ps()),
+                Activation::Prelu(_) => {
+                    let scaled = _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(value, _mm512_setzero_ps());
+                    _mm512_mask_mul_ps(value, scaled, value, self.slope)
+                }
+            }
+        }
+    }
+
     /// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
     /// shared by this many pixels and [`CHANNEL_VECTORS`] vectors of channels.
     const BY_CHANNEL_CHUNK: usize = 12;
@@ -778,17 +810,19 @@ mod avx512 {
                 _mm512_set1_epi32(first as i32),
             );
             // SAFETY: the bias is padded to whole groups; the others are read under `live`.
-            let bias = unsafe { _mm512_loadu_ps(conv.bias.as_ptr().add(channel)) };
             let per_channel = |values: &[f32]| unsafe {
                 _mm512_maskz_loadu_ps(live, values.as_ptr().add(channel))
             };
-            let scale_shift = conv
-                .scale_shift
-                .as_ref()
-                .map(|ScaleShift { scale, shift }| [per_channel(scale), per_channel(shift)]);
-            let slopes = match &conv.activation {
-                Activation::Prelu(slopes) => Some(per_channel(slopes)),
-                _ => None,
+            let epilogue = Epilogue {
+                bias: per_channel(&conv.bias),
+                scale_shift: conv
+                    .scale_shift
+                    .as_ref()
+                    .map(|ScaleShift { scale, shift }| [per_channel(scale), per_channel(shift)]),
+                slope: match &conv.activation {
+                    Activation::Prelu(slopes) => per_channel(slopes),
+                    _ => _mm512_setzero_ps(),
+                },
             };
             // The residual's channels (fewer than the output's where the graph padded it).
             let with_residual = residual
@@ -796,33 +830,11 @@ mod avx512 {
                 .map(|residual| (residual, mask(conv.residual.unwrap_or(0) - channel)));
             for (j, &sum) in sums.iter().enumerate() {
                 let at = _mm512_add_epi32(at, _mm512_set1_epi32(j as i32));
-                let mut value = _mm512_add_ps(sum, bias);
-                if let Some([scale, shift]) = scale_shift {
-                    value = _mm512_add_ps(_mm512_mul_ps(value, scale), shift);
-                }
-                if let Some((residual, lanes)) = with_residual {
-                    // SAFETY: the lanes read are residual channels' pixels.
-                    let residual = unsafe {
-                        _mm512_mask_i32gather_ps::<4>(
-                            _mm512_setzero_ps(),
-                            lanes,
-                            at,
-                            residual.as_ptr(),
-                        )
-                    };
-                    value = _mm512_add_ps(value, residual);
-                }
-                value = match slopes {
-                    None if conv.activation == Activation::Relu => {
-                        _mm512_max_ps(value, _mm512_setzero_ps())
-                    }
-                    None => value,
-                    Some(slope) => {
-                        // As `Activation::apply`: the lanes not above zero times the slope.
-                        let scaled = _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(value, _mm512_setzero_ps());
-                        _mm512_mask_mul_ps(value, scaled, value, slope)
-                    }
-                };
+                // SAFETY: the lanes read are residual channels' pixels.
+                let residual = with_residual.map(|(residual, lanes)| unsafe {
+                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, at, residual.as_ptr())
+                });
+                let value = epilogue.apply(sum, residual, &conv.activation);
                 // SAFETY: the lanes stored are output channels' pixels.
                 unsafe { _mm512_mask_i32scatter_ps::<4>(output.as_mut_ptr(), live, at, value) };
             }
@@ -902,13 +914,19 @@ mod avx512 {
             }
             for (r, sums) in sums.iter().enumerate().take(conv.outputs - channel) {
                 let channel = channel + r;
-                let bias = _mm512_set1_ps(conv.bias[channel]);
-                let scale_shift = conv
-                    .scale_shift
-                    .as_ref()
-                    .map(|ScaleShift { scale, shift }| {
-                        [scale, shift].map(|values| _mm512_set1_ps(values[channel]))
-                    });
+                let epilogue = Epilogue {
+                    bias: _mm512_set1_ps(conv.bias[channel]),
+                    scale_shift: conv
+                        .scale_shift
+                        .as_ref()
+                        .map(|ScaleShift { scale, shift }| {
+                            [scale, shift].map(|values| _mm512_set1_ps(values[channel]))
+                        }),
+                    slope: match &conv.activation {
+                        Activation::Prelu(slopes) => _mm512_set1_ps(slopes[channel]),
+                        _ => _mm512_setzero_ps(),
+                    },
+                };
                 let plane = channel * computed..(channel + 1) * computed;
                 let residual = residual
                     .filter(|_| conv.has_residual(channel))
@@ -916,27 +934,11 @@ mod avx512 {
                 let plane = &mut output[plane];
                 for (v, &sum) in sums.iter().enumerate() {
                     let at = first + v * LANES;
-                    let mut value = _mm512_add_ps(sum, bias);
-                    if let Some([scale, shift]) = scale_shift {
-                        value = _mm512_add_ps(_mm512_mul_ps(value, scale), shift);
-                    }
-                    if let Some(residual) = residual {
-                        // SAFETY: the loaded lanes are computed pixels, inside the plane.
-                        let residual =
-                            unsafe { _mm512_maskz_loadu_ps(masks[v], residual.as_ptr().add(at)) };
-                        value = _mm512_add_ps(value, residual);
-                    }
-                    value = match &conv.activation {
-                        Activation::Linear => value,
-                        Activation::Relu => _mm512_max_ps(value, _mm512_setzero_ps()),
-                        Activation::Prelu(slopes) => {
-                            // As `Activation::apply`: the lanes not above zero times the slope.
-                            let scaled =
-                                _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(value, _mm512_setzero_ps());
-                            let slope = _mm512_set1_ps(slopes[channel]);
-                            _mm512_mask_mul_ps(value, scaled, value, slope)
-                        }
-                    };
+                    // SAFETY: the loaded lanes are computed pixels, inside the plane.
+                    let residual = residual.map(|residual| unsafe {
+                        _mm512_maskz_loadu_ps(masks[v], residual.as_ptr().add(at))
+                    });
+                    let value = epilogue.apply(sum, residual, &conv.activation);
                     // SAFETY: the stored lanes are computed pixels, inside the plane.
                     unsafe { _mm512_mask_storeu_ps(plane.as_mut_ptr().add(at), masks[v], value) };
                 }
