@@ -110,14 +110,17 @@ struct WeightedSum<'a> {
 }
 
 impl TapStep for WeightedSum<'_> {
+    type Tap = f32;
+
     #[inline(always)]
-    fn step<const V: usize>(&self, sums: &mut [[f32; LANES]; V], tap: usize, pixels: &[f32]) {
-        let weight = self.filter[tap];
-        for (sum, pixels) in sums.iter_mut().zip(pixels.chunks_exact(LANES)) {
-            let pixels: [f32; LANES] = pixels.try_into().expect("LANES");
-            for (s, &x) in sum.iter_mut().zip(&pixels) {
-                *s += weight * x;
-            }
+    fn tap(&self, tap: usize) -> f32 {
+        self.filter[tap]
+    }
+
+    #[inline(always)]
+    fn step(&self, sum: &mut [f32; LANES], weight: f32, pixels: [f32; LANES]) {
+        for (s, &x) in sum.iter_mut().zip(&pixels) {
+            *s += weight * x;
         }
     }
 }

@@ -15,6 +15,21 @@ pub(crate) struct Phases {
     pub window: Window,
     pub height: usize,
     pub width: usize,
+    /// Where [`Phases::fill_plane`] copies each input row that a tap reads.
+    rows: Vec<RowCopy>,
+}
+
+/// An input row's place in its plane's phases: its even columns (every column, at stride 1)
+/// go to `evens` values at `even_at`, its odd ones to `odds` values at `odd_at` (stride 2).
+/// Worked out once: per row, at fill time, the divisions by the stride and the padding's
+/// arithmetic were most of a stride-2 max pool's time (56 rows a plane on face-api's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowCopy {
+    y: usize,
+    even_at: usize,
+    evens: usize,
+    odd_at: usize,
+    odds: usize,
 }
 
 impl Phases {
@@ -22,9 +37,47 @@ impl Phases {
         let [kh, kw] = window.kernel;
         let [sy, sx] = window.stride;
         let [oh, ow] = window.output;
+        let (height, width) = (oh + (kh - 1) / sy, ow + (kw - 1) / sx);
+        let [h, w] = window.input;
+        let [top, left] = window.pad;
+        let phase_len = height * width;
+        let rows = (0..h)
+            .filter_map(|y| {
+                // Input row y is padded row y + top: phase row (y + top) % sy, its row r;
+                // rows past the phases' and phases of rows no tap reads (a 1x1 kernel's odd
+                // rows, stride 2) are not copied.
+                let (py, r) = ((y + top) % sy, (y + top) / sy);
+                if r >= height || py >= kh {
+                    return None;
+                }
+                // Input column x is padded column x + left: phase (x + left) % sx, its
+                // column (x + left) / sx. Where the row's part in the phase of column x
+                // starts, and how many of its columns the input fills.
+                let part = |x: usize| {
+                    if x >= w || (sx > 1 && kw == 1 && x > 0) {
+                        // No such column; a 1x1 kernel reads the even columns' phase alone.
+                        return (0, 0);
+                    }
+                    let phase = py * sx + (x + left) % sx;
+                    let column = (x + left) / sx;
+                    let count = (w - x).div_ceil(sx).min(width.saturating_sub(column));
+                    (phase * phase_len + r * width + column, count)
+                };
+                let ((even_at, evens), (odd_at, odds)) = (part(0), part(1));
+                let odd = if sx == 1 { (0, 0) } else { (odd_at, odds) };
+                Some(RowCopy {
+                    y,
+                    even_at,
+                    evens,
+                    odd_at: odd.0,
+                    odds: odd.1,
+                })
+            })
+            .collect();
         Phases {
-            height: oh + (kh - 1) / sy,
-            width: ow + (kw - 1) / sx,
+            height,
+            width,
+            rows,
             window,
         }
     }
@@ -106,74 +159,43 @@ impl Phases {
     #[inline(always)]
     pub fn fill_plane(&self, plane: &[f32], phases: &mut [f32]) {
         let [h, w] = self.window.input;
-        let [kh, kw] = self.window.kernel;
-        let [sy, sx] = self.window.stride;
-        let [top, left] = self.window.pad;
-        let phase_len = self.height * self.width;
-        for (y, source) in plane[..h * w].chunks_exact(w).enumerate() {
-            // Input row y is padded row y + top: phase row (y + top) % sy, its row r.
-            let (py, r) = ((y + top) % sy, (y + top) / sy);
-            if r >= self.height {
-                break;
-            }
-            // A phase of rows no tap reads (a 1x1 kernel's odd rows, stride 2).
-            if py >= kh {
-                continue;
-            }
-            // Input column x is padded column x + left: phase (x + left) % sx, its column
-            // (x + left) / sx. Each phase's row of row y: where it starts, its first input
-            // column and how many of its columns the input fills.
-            let row_of = |x: usize| {
-                let phase = py * sx + (x + left) % sx;
-                let column = (x + left) / sx;
-                let count = (w - x).div_ceil(sx).min(self.width.saturating_sub(column));
-                (phase * phase_len + r * self.width + column, count)
-            };
-            if sx == 1 {
-                let (at, count) = row_of(0);
-                copy_row(&mut phases[at..][..count], &source[..count]);
-                continue;
-            }
-            if kw == 1 {
-                // A 1x1 kernel reads the even columns' phase alone.
-                let (at, count) = row_of(0);
-                let pairs = source.chunks(2);
-                for (e, pair) in phases[at..][..count].iter_mut().zip(pairs) {
-                    *e = pair[0];
+        let plane = &plane[..h * w];
+        for row in &self.rows {
+            let source = &plane[row.y * w..][..w];
+            if row.odds == 0 {
+                if self.window.stride[1] == 1 {
+                    copy_row(
+                        &mut phases[row.even_at..][..row.evens],
+                        &source[..row.evens],
+                    );
+                } else {
+                    let evens = phases[row.even_at..][..row.evens].iter_mut();
+                    for (e, pair) in evens.zip(source.chunks(2)) {
+                        *e = pair[0];
+                    }
                 }
                 continue;
             }
             // Stride 2: the row's even and odd columns go to two phases, split in one pass
             // (2.4x faster than reading every other value twice, on Iris's 64x32x32).
-            // (Not `[0, 1].map(..)`: its call was not inlined, 30% of a max pool's time.)
-            let (even_at, evens) = row_of(0);
-            let (odd_at, odds) = if w > 1 { row_of(1) } else { (0, 0) };
-            let (even, odd) = if even_at < odd_at {
-                let (low, high) = phases.split_at_mut(odd_at);
-                (&mut low[even_at..][..evens], &mut high[..odds])
+            let (even, odd) = if row.even_at < row.odd_at {
+                let (low, high) = phases.split_at_mut(row.odd_at);
+                (&mut low[row.even_at..][..row.evens], &mut high[..row.odds])
             } else {
-                let (low, high) = phases.split_at_mut(even_at);
-                (&mut high[..evens], &mut low[odd_at..][..odds])
+                let (low, high) = phases.split_at_mut(row.even_at);
+                (&mut high[..row.evens], &mut low[row.odd_at..][..row.odds])
             };
-            let paired = evens.min(odds).min(w / 2);
+            let paired = row.evens.min(row.odds).min(w / 2);
             let pairs = source[..2 * paired].chunks_exact(2);
             for ((e, o), pair) in even[..paired].iter_mut().zip(&mut odd[..paired]).zip(pairs) {
                 (*e, *o) = (pair[0], pair[1]);
             }
             // What the pairs left: the last even column of an odd width, or columns of one
             // phase past the other's reach.
-            for k in paired..evens {
+            for k in paired..row.evens {
                 even[k] = source[2 * k];
             }
-            for k in paired..odds {
-                odd[k] = source[2 * k + 1];
-            }
-            // What the pairs left: the last even column of an odd width, or columns of one
-            // phase past the other's reach.
-            for k in paired..evens {
-                even[k] = source[2 * k];
-            }
-            for k in paired..odds {
+            for k in paired..row.odds {
                 odd[k] = source[2 * k + 1];
             }
         }
@@ -188,51 +210,87 @@ pub(crate) const LANES: usize = 16;
 /// planes of 48x48 and up).
 const VECTORS: usize = 8;
 
-/// What a [`PlaneRun`] does at each tap: `vectors` (the values so far of V vectors of output
-/// pixels) with `pixels`, the scratch at the tap's offset from them (V vectors). Each
-/// implementation converts each vector of `pixels` into an array first and loops over its
-/// lanes itself, the form the compiler vectorises; the first form of this, a closure of one
-/// value called per lane, was left scalar (depthwise layers 3.5-4x slower).
+/// What a [`PlaneRun`] does at each tap: `vector` (the values so far of a vector of output
+/// pixels) with `pixels`, the scratch at the tap's offset from them, and the tap's own value
+/// (a weight, or nothing), taken once per tap for all the vectors. Each implementation loops
+/// over the lanes itself, the form the compiler vectorises; the first form of this, a closure
+/// of one value called per lane, was left scalar (depthwise layers 3.5-4x slower).
 pub(crate) trait TapStep {
-    fn step<const V: usize>(&self, vectors: &mut [[f32; LANES]; V], tap: usize, pixels: &[f32]);
+    type Tap: Copy;
+    fn tap(&self, tap: usize) -> Self::Tap;
+    fn step(&self, vector: &mut [f32; LANES], tap: Self::Tap, pixels: [f32; LANES]);
 }
 
-/// One plane's output computed from its phases ([`Phases::fill_plane`]) as one run of pixels at
-/// the scratch's width, whole vectors of them: each vector `start`, then [`TapStep::step`] for
-/// each tap (row-major). Then the output's rows copied out of the run, the columns past the
-/// output's dropped.
+/// One plane's output computed from its phases ([`Phases::fill_plane`]), vectors of
+/// neighbouring output pixels: each vector `start`, then [`TapStep::step`] for each tap
+/// (row-major). Output pixel `(y, x)` reads the scratch from position `y * width + x`.
+///
+/// On output rows of a vector or more, each row is covered by vectors written straight into
+/// the output, the last one ending at the row's end (overlapping the one before it, where the
+/// width is not a multiple of a vector: those pixels are computed twice, to the same values).
+/// On narrower rows, the output is computed as one run of pixels at the scratch's width (whole
+/// vectors of them, into a buffer), then the output's rows copied out of the run and the
+/// columns past the output's dropped. The run computed every plane until round 15: its buffer,
+/// written and then copied out, cost more than the vectors it saved on planes of 24x24 and up
+/// (one layer alone, interleaved: 0.87-0.91x the time on 96x96, 48x48 and 64x64).
+///
+/// (Batches of small planes in one list of vectors, so that more sums are in flight, each
+/// vector with its plane's weight: 1.06-1.6x the time on every shape, the weights no longer
+/// loaded once per tap.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlaneRun {
     pub phases: Phases,
     /// Where each tap reads the scratch, from the output pixel's position.
     pub offsets: Vec<usize>,
-    /// Pixels computed: the output's rows at the scratch's width, in whole vectors.
-    computed: usize,
+    /// Where each vector of output pixels starts: in the scratch (before a tap's offset) and in
+    /// the output (or the run's buffer).
+    vectors: Vec<[usize; 2]>,
+    /// Pixels of the run's buffer, or none when the vectors are written into the output.
+    run: Option<usize>,
 }
 
 impl PlaneRun {
     pub fn new(window: Window) -> PlaneRun {
         let phases = Phases::new(window);
         let [kh, kw] = phases.window.kernel;
-        let [oh, _] = phases.window.output;
+        let [oh, ow] = phases.window.output;
+        let (vectors, run) = if ow >= LANES {
+            let row = |y| {
+                let xs = (0..ow).step_by(LANES).map(move |x| x.min(ow - LANES));
+                xs.map(move |x| [y * phases.width + x, y * ow + x])
+            };
+            ((0..oh).flat_map(row).collect(), None)
+        } else {
+            let computed = (oh * phases.width).next_multiple_of(LANES);
+            let starts = (0..computed).step_by(LANES).map(|x| [x, x]).collect();
+            (starts, Some(computed))
+        };
         PlaneRun {
             offsets: phases.offsets(1, &vec![true; kh * kw]),
-            computed: (oh * phases.width).next_multiple_of(LANES),
+            vectors,
+            run,
             phases,
         }
     }
 
     /// A scratch for one plane's phases, `padding` everywhere (the padding's value).
     pub fn scratch(&self, padding: f32) -> Vec<f32> {
-        vec![padding; self.phases.reach(self.computed)]
+        vec![padding; self.scratch_len()]
     }
 
-    /// A buffer for one run's values.
+    /// The scratch every vector reads at every tap's offset.
+    fn scratch_len(&self) -> usize {
+        let computed = self.vectors.last().map_or(0, |&[at, _]| at + LANES);
+        self.phases.reach(computed)
+    }
+
+    /// A buffer for one run's values (empty when the vectors are written into the output).
     pub fn values(&self) -> Vec<f32> {
-        vec![0.0; self.computed]
+        vec![0.0; self.run.unwrap_or(0)]
     }
 
-    /// The run's `values` from `scratch` (a plane's phases), then the output plane `out`.
+    /// The output plane `out` from `scratch` (a plane's phases), through `values` when the
+    /// plane is computed as a run.
     #[inline(always)]
     pub fn compute(
         &self,
@@ -242,16 +300,23 @@ impl PlaneRun {
         start: f32,
         step: &impl TapStep,
     ) {
-        let mut first = 0;
-        while first < values.len() {
-            let vectors = (values.len() - first) / LANES;
-            let run = &mut values[first..];
-            first += match vectors.min(VECTORS) {
-                8 => self.vectors::<8>(scratch, first, run, start, step),
-                4..=7 => self.vectors::<4>(scratch, first, run, start, step),
-                2 | 3 => self.vectors::<2>(scratch, first, run, start, step),
-                _ => self.vectors::<1>(scratch, first, run, start, step),
+        assert!(scratch.len() >= self.scratch_len(), "a PlaneRun::scratch");
+        let target = if self.run.is_some() {
+            &mut *values
+        } else {
+            &mut *out
+        };
+        let mut vectors = &self.vectors[..];
+        while !vectors.is_empty() {
+            vectors = match vectors.len().min(VECTORS) {
+                8 => self.vectors::<8, _>(scratch, vectors, target, start, step),
+                4..=7 => self.vectors::<4, _>(scratch, vectors, target, start, step),
+                2 | 3 => self.vectors::<2, _>(scratch, vectors, target, start, step),
+                _ => self.vectors::<1, _>(scratch, vectors, target, start, step),
             };
+        }
+        if self.run.is_none() {
+            return;
         }
         let [_, ow] = self.phases.window.output;
         for (to, from) in out
@@ -262,22 +327,38 @@ impl PlaneRun {
         }
     }
 
-    /// V vectors of the run from pixel `first` into `values`; returns the pixels computed.
+    /// The first V of `vectors` into `target`; returns the vectors left.
     #[inline(always)]
-    fn vectors<const V: usize>(
+    fn vectors<'v, const V: usize, S: TapStep>(
         &self,
         scratch: &[f32],
-        first: usize,
-        values: &mut [f32],
+        vectors: &'v [[usize; 2]],
+        target: &mut [f32],
         start: f32,
-        step: &impl TapStep,
-    ) -> usize {
-        let mut vectors = [[start; LANES]; V];
+        step: &S,
+    ) -> &'v [[usize; 2]] {
+        let (these, rest) = vectors.split_at(V);
+        let starts: [usize; V] = std::array::from_fn(|j| these[j][0]);
+        let mut sums = [[start; LANES]; V];
         for (tap, &offset) in self.offsets.iter().enumerate() {
-            step.step(&mut vectors, tap, &scratch[offset + first..][..V * LANES]);
+            let tap = step.tap(tap);
+            for (sum, &at) in sums.iter_mut().zip(&starts) {
+                // SAFETY: `compute` checked that the scratch holds every vector's pixels at
+                // every tap's offset.
+                let pixels = unsafe {
+                    scratch
+                        .as_ptr()
+                        .add(offset + at)
+                        .cast::<[f32; LANES]>()
+                        .read_unaligned()
+                };
+                step.step(sum, tap, pixels);
+            }
         }
-        values[..V * LANES].copy_from_slice(vectors.as_flattened());
-        V * LANES
+        for (sum, &[_, to]) in sums.iter().zip(these) {
+            target[to..][..LANES].copy_from_slice(sum);
+        }
+        rest
     }
 }
 

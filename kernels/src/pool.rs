@@ -113,13 +113,15 @@ impl TypedOp for MaxPool2d {
 struct Maximum;
 
 impl TapStep for Maximum {
+    type Tap = ();
+
     #[inline(always)]
-    fn step<const V: usize>(&self, maxima: &mut [[f32; LANES]; V], _: usize, pixels: &[f32]) {
-        for (maxima, pixels) in maxima.iter_mut().zip(pixels.chunks_exact(LANES)) {
-            let pixels: [f32; LANES] = pixels.try_into().expect("LANES");
-            for (max, &x) in maxima.iter_mut().zip(&pixels) {
-                *max = max_of(*max, x);
-            }
+    fn tap(&self, _: usize) {}
+
+    #[inline(always)]
+    fn step(&self, maxima: &mut [f32; LANES], _: (), pixels: [f32; LANES]) {
+        for (max, &x) in maxima.iter_mut().zip(&pixels) {
+            *max = max_of(*max, x);
         }
     }
 }

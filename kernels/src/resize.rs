@@ -19,39 +19,66 @@ pub struct Resize2d {
     columns: Taps,
 }
 
-/// For each output position along one axis, `window` input positions and their weights.
+/// For each output position along one axis, `window` input positions and their weights,
+/// stored tap by tap (`indices[k * len + x]` is output `x`'s tap `k`) so that one tap of every
+/// output position is a run the column pass sums as vectors.
 #[derive(Debug, Clone)]
 struct Taps {
     window: usize,
-    indices: Vec<usize>,
+    /// Output positions along the axis.
+    len: usize,
+    /// Input positions, each below the input's length (checked when made).
+    indices: Vec<u32>,
     weights: Vec<f32>,
 }
 
 impl Taps {
-    /// tract's plan for one axis, or `None` when it reads outside the input (an extrapolation
-    /// value this kernel does not write).
-    fn of(plan: AxisPlan) -> Option<Taps> {
-        (!plan.extrapolated.contains(&true)).then_some(Taps {
-            window: plan.window,
-            indices: plan.indices,
-            weights: plan.weights,
+    /// tract's plan for one axis of `len_in` positions, or `None` when it reads outside the
+    /// input (an extrapolation value this kernel does not write).
+    fn of(plan: AxisPlan, len_in: usize) -> Option<Taps> {
+        if plan.extrapolated.contains(&true) || plan.indices.iter().any(|&i| i >= len_in) {
+            return None;
+        }
+        let (window, len) = (plan.window, plan.extrapolated.len());
+        fn by_tap<T: Copy>(values: &[T], window: usize, len: usize) -> Vec<T> {
+            (0..window)
+                .flat_map(|k| (0..len).map(move |x| values[x * window + k]))
+                .collect()
+        }
+        Some(Taps {
+            window,
+            len,
+            indices: by_tap(&plan.indices, window, len)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect(),
+            weights: by_tap(&plan.weights, window, len),
         })
     }
 
     /// The taps of output position `x`, zero weights left out as tract leaves them out.
     fn at(&self, x: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
-        let range = x * self.window..(x + 1) * self.window;
-        self.indices[range.clone()]
-            .iter()
-            .copied()
-            .zip(self.weights[range].iter().copied())
+        (0..self.window)
+            .map(move |k| {
+                (
+                    self.indices[k * self.len + x] as usize,
+                    self.weights[k * self.len + x],
+                )
+            })
             .filter(|&(_, w)| w != 0.0)
+    }
+
+    /// Tap `k` of every output position: input positions and weights.
+    fn tap(&self, k: usize) -> (&[u32], &[f32]) {
+        let range = k * self.len..(k + 1) * self.len;
+        (&self.indices[range.clone()], &self.weights[range])
     }
 }
 
 impl PartialEq for Taps {
     fn eq(&self, other: &Taps) -> bool {
         self.window == other.window
+            && self.len == other.len
             && self.indices == other.indices
             && self.weights.len() == other.weights.len()
             && self
@@ -100,8 +127,11 @@ impl Resize2d {
             None => output_shape[axis] as f32 / input_shape[axis] as f32,
         };
         let (Some(rows), Some(columns)) = (
-            Taps::of(resize.plan_axis(scale(h), input[0], output[0])),
-            Taps::of(resize.plan_axis(scale(h + 1), input[1], output[1])),
+            Taps::of(resize.plan_axis(scale(h), input[0], output[0]), input[0]),
+            Taps::of(
+                resize.plan_axis(scale(h + 1), input[1], output[1]),
+                input[1],
+            ),
         ) else {
             return Ok(None);
         };
@@ -114,8 +144,13 @@ impl Resize2d {
         }))
     }
 
-    /// One channel plane; `resized_rows` holds the plane resized along its rows only.
-    fn plane(&self, input: &[f32], resized_rows: &mut [f32], out: &mut [f32]) {
+    on_widest_vectors!(Resize2d, fn plane => plane_portable(input: &[f32], resized_rows: &mut [f32], out: &mut [f32]));
+
+    /// One channel plane; `resized_rows` holds the plane resized along its rows only. Each
+    /// output value is tract's: a sum from zero of its taps' products in tap order, a zero
+    /// weight's tap skipped (here: adding zero, the same since a sum from +0 is never -0).
+    #[inline(always)]
+    fn plane_portable(&self, input: &[f32], resized_rows: &mut [f32], out: &mut [f32]) {
         let w = self.input[1];
         for (y, row) in resized_rows.chunks_exact_mut(w).enumerate() {
             row.fill(0.0);
@@ -129,12 +164,15 @@ impl Resize2d {
             .chunks_exact(w)
             .zip(out.chunks_exact_mut(self.output[1]))
         {
-            for (x, o) in out_row.iter_mut().enumerate() {
-                let mut sum = 0.0;
-                for (ix, weight) in self.columns.at(x) {
-                    sum += weight * row[ix];
+            out_row.fill(0.0);
+            for k in 0..self.columns.window {
+                let (indices, weights) = self.columns.tap(k);
+                for ((o, &i), &weight) in out_row.iter_mut().zip(indices).zip(weights) {
+                    // SAFETY: every index is below the input's width (`Taps::of`), the
+                    // length of `row`.
+                    let v = unsafe { *row.get_unchecked(i as usize) };
+                    *o += if weight != 0.0 { weight * v } else { 0.0 };
                 }
-                *o = sum;
             }
         }
     }
