@@ -21,7 +21,9 @@
 //! (`pool.rs`, `depthwise.rs`), the dense ones a panel of pixels and a block of output channels
 //! at a time, without packing (`panels.rs`), with what follows them: the bias, a batch
 //! normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu; a 1x1 convolution
-//! of stride 2 reads its planes itself (tract downsampled them in two passes first).
+//! of stride 2 reads its planes itself (tract downsampled them in two passes first). The `Add`s
+//! no convolution takes in, chains of them and the ReLU after (face-api's dense blocks), are
+//! one pass each (`sum.rs`).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the
@@ -46,6 +48,11 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
         } else if let Some(patch) = panels::Conv2dPanels::patch_for(model, id)? {
             // The patch adds the kernel's node after the others and leaves the nodes it
             // replaces unread; tract's optimiser drops those.
+            patch.apply(model)?;
+            replaced += 1;
+        } else if let Some(patch) = sum::SumChain::patch_for(model, id)? {
+            // After the convolutions before it, which may have taken an Add in as their
+            // residual.
             patch.apply(model)?;
             replaced += 1;
         }
@@ -121,6 +128,7 @@ mod phases;
 mod pool;
 mod prelu;
 mod resize;
+mod sum;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
 /// the geometry the max pool and convolution kernels share.
@@ -368,14 +376,15 @@ mod tests {
     }
 
     /// Our kernel's and tract's outputs for one input of varied values: `make` builds the
-    /// graph twice, and [`crate::install`] must replace exactly one node of it.
+    /// graph twice, and [`crate::install`] must replace one node of it (or two: a residual
+    /// `Add` a convolution does not take in becomes a [`crate::sum::SumChain`]).
     pub fn ours_and_theirs(
         channels: usize,
         hw: [usize; 2],
         make: impl Fn() -> TypedModel,
     ) -> (Vec<f32>, Vec<f32>) {
         let mut ours = make();
-        assert_eq!(crate::install(&mut ours).unwrap(), 1);
+        assert!((1..=2).contains(&crate::install(&mut ours).unwrap()));
         let values: Vec<f32> = (0..channels * hw[0] * hw[1])
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();

@@ -1030,7 +1030,10 @@ fn zero_channel_padding(
 }
 
 /// The node that alone reads `outlet`, if `outlet` is not a model output.
-fn single_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<&TypedNode>> {
+pub(crate) fn single_successor(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<&TypedNode>> {
     let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
         return Ok(None);
@@ -1040,7 +1043,7 @@ fn single_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<
 
 /// The node that alone reads `outlet`, if it is a binary `Mini` and `outlet` is not a model
 /// output: the node and its other input.
-fn single_binary_successor<Mini: BinMiniOp>(
+pub(crate) fn single_binary_successor<Mini: BinMiniOp>(
     model: &TypedModel,
     outlet: OutletId,
 ) -> TractResult<Option<(usize, OutletId)>> {
@@ -1062,7 +1065,7 @@ fn single_binary_successor<Mini: BinMiniOp>(
 }
 
 /// The values of constant `outlet` if [`channel_values`] takes them.
-fn constant_values(
+pub(crate) fn constant_values(
     model: &TypedModel,
     outlet: OutletId,
     channels: usize,
