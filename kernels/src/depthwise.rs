@@ -5,10 +5,11 @@
 //! 0.5-1.3 GMAC/s on BlazeFace's and FaceMesh's layers. Here each input plane is copied into a
 //! zero-padded scratch split into its stride's phases ([`Phases`], the dense panels' scratch),
 //! in which every tap of every output pixel is at a fixed offset from the output pixel's own
-//! position, rows included. The output plane is then computed at the scratch's width as one
-//! run of pixels, vectors of neighbouring pixels, a tap being one multiply and add of the
-//! scratch shifted by the tap's offset, for several vectors at once so that the sums do not
-//! wait on each other. The columns past the output's are dropped as the rows are copied out.
+//! position, rows included. The output plane is then computed in vectors of neighbouring
+//! pixels, a tap being one multiply and add of the scratch shifted by the tap's offset, for
+//! several vectors at once so that the sums do not wait on each other: rows of a vector or more
+//! straight into the output, narrower planes as one run at the scratch's width whose columns
+//! past the output's are dropped as the rows are copied out ([`PlaneRun`]).
 //!
 //! Two kernels came before this one: whole vectors of channels, channel-last (the planes
 //! transposed in and out, which cost twice the sums on 14x14x128), and a row of output pixels at

@@ -4,7 +4,7 @@
 //! A max pool is computed as the depthwise convolutions are ([`PlaneRun`]): each plane copied
 //! into a scratch split into its stride's phases, `f32::MIN` (tract's start value for a window,
 //! so that a padded tap changes nothing) where the padding is, and each output pixel the
-//! maximum of the scratch at the window's taps' offsets, a run of vectors of pixels at a time.
+//! maximum of the scratch at the window's taps' offsets, vectors of pixels at a time.
 //! The previous form, an output row at a time (its input rows' column-wise maxima, split into
 //! the stride's phases, then the kernel width's folds), worked on rows too short for the
 //! loops' vector bodies (28-56 values) and in the baseline CPU's vectors: face-api's 3x3
