@@ -58,6 +58,11 @@ const EXPRESSIONS: [&str; 4] = [
     "IHW,OI->OHW",
 ];
 
+/// The same with the output channels last, tract's fold of the transposition after a 1x1
+/// convolution (BlazeFace's box regressors, `NHWO`), and of one output channel whose axis is
+/// dropped (its classifiers: the layout of one plane).
+const CHANNELS_LAST_EXPRESSIONS: [&str; 2] = ["NIHW,OI->NHWO", "NIHW,I->NHW"];
+
 /// Weights below this magnitude are taken as zero. age_v1 has filters that training decayed
 /// to nothing: 2,205 of the 9,408 weights of its first layer are below 1e-30 (1,332 of them
 /// subnormal), and their products with the input are subnormal numbers, which the CPU
@@ -99,6 +104,8 @@ pub struct Conv2dPanels {
     /// panels add nothing past them, and the `Pad` node is gone).
     residual: Option<usize>,
     activation: Activation,
+    /// The output's channels last: the planes' sums transposed into it.
+    channels_last: bool,
 }
 
 /// Output channel `o`'s values `v` become `v * scale[o] + shift[o]`, rounded after each step as
@@ -238,28 +245,40 @@ impl Conv2dPanels {
                 }
             }
         };
-        let packing =
-            if by_channel && oh * ow <= BY_CHANNEL_PIXELS && layer.outputs >= CHANNEL_LANES {
-                let width = computed / oh;
-                let positions = (0..oh).flat_map(|y| (0..ow).map(move |x| y * width + x));
-                Packing::Channels {
-                    positions: Arc::new(positions.collect()),
-                }
-            } else {
-                Packing::Pixels
-            };
+        let packing = if by_channel
+            && oh * ow <= BY_CHANNEL_PIXELS
+            && layer.outputs >= CHANNEL_LANES
+            && !layer.channels_last
+        {
+            let width = computed / oh;
+            let positions = (0..oh).flat_map(|y| (0..ow).map(move |x| y * width + x));
+            Packing::Channels {
+                positions: Arc::new(positions.collect()),
+            }
+        } else {
+            Packing::Pixels
+        };
         let mut last = OutletId::new(id, 0);
         let mut bias = layer.bias;
         if bias.is_none() {
             if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
-                if let Some(values) = constant_values(model, other, layer.outputs)? {
+                let values = if layer.channels_last {
+                    last_axis_values(model, other, layer.outputs)?
+                } else {
+                    constant_values(model, other, layer.outputs)?
+                };
+                if let Some(values) = values {
                     bias = Some(values);
                     last = OutletId::new(add, 0);
                 }
             }
         }
+        // What else follows is taken in for channel-first outputs only.
+        let channels_first = !layer.channels_last;
         let mut scale_shift = None;
-        if let Some((mul, scale)) = single_binary_successor::<Mul>(model, last)? {
+        if let Some((mul, scale)) =
+            single_binary_successor::<Mul>(model, last)?.filter(|_| channels_first)
+        {
             let scaled = OutletId::new(mul, 0);
             if let (Some(scale), Some((add, shift))) = (
                 constant_values(model, scale, layer.outputs)?,
@@ -275,7 +294,7 @@ impl Conv2dPanels {
         // A residual is added where the sums are computed in the output's layout (summed by
         // channel, they are written to the output's).
         let mut residual = None;
-        if computed == oh * ow || packing != Packing::Pixels {
+        if channels_first && (computed == oh * ow || packing != Packing::Pixels) {
             if let Some((add, other)) = single_binary_successor::<Add>(model, last)? {
                 let (sum, other_fact) = (model.outlet_fact(last)?, model.outlet_fact(other)?);
                 if other_fact.konst.is_none()
@@ -290,13 +309,15 @@ impl Conv2dPanels {
             }
         }
         let mut activation = Activation::Linear;
-        if let Some((max, other)) = single_binary_successor::<Max>(model, last)? {
+        if let Some((max, other)) =
+            single_binary_successor::<Max>(model, last)?.filter(|_| channels_first)
+        {
             if constant_values(model, other, 1)? == Some(vec![0.0]) {
                 activation = Activation::Relu;
                 last = OutletId::new(max, 0);
             }
         } else if let Some(prelu) = single_successor(model, last)?
-            .filter(|next| next.op_is::<ChannelPrelu>() && next.inputs[0] == last)
+            .filter(|next| channels_first && next.op_is::<ChannelPrelu>() && next.inputs[0] == last)
         {
             let slopes = model.outlet_fact(prelu.inputs[1])?.konst.clone();
             if let Some(slopes) = slopes.filter(|slopes| {
@@ -353,6 +374,7 @@ impl Conv2dPanels {
             scale_shift,
             residual: residual.map(|(_, channels)| channels),
             activation,
+            channels_last: layer.channels_last,
         };
         let node = &model.nodes[id];
         let mut patch = TypedModelPatch::new("facecast.Conv2dPanels");
@@ -377,6 +399,17 @@ impl Conv2dPanels {
             return unsafe { avx512::by_channel(self, &source, positions, residual, output) };
         }
         let pixels = output.len() / self.outputs;
+        if self.channels_last {
+            // A 1x1 layer read in place (`Layer::of`): its planes, then each pixel's channels.
+            let mut planes = vec![0.0; output.len()];
+            self.sums(&source, None, &mut planes);
+            for (pixel, channels) in output.chunks_exact_mut(self.outputs).enumerate() {
+                for (value, plane) in channels.iter_mut().zip(planes.chunks_exact(pixels)) {
+                    *value = plane[pixel];
+                }
+            }
+            return;
+        }
         if self.computed == pixels {
             return self.sums(&source, residual, output);
         }
@@ -590,6 +623,8 @@ struct Layer {
     weights: Vec<f32>,
     /// The bias, if the node adds it itself (a `Conv` does, an `EinSum` does not).
     bias: Option<Vec<f32>>,
+    /// The output's channels last (pixel by pixel), with more than one.
+    channels_last: bool,
 }
 
 impl Layer {
@@ -616,14 +651,17 @@ impl Layer {
                 phases: Some(Phases::new(window)),
                 weights: weights.kernel,
                 bias: Some(weights.bias),
+                channels_last: false,
             }));
         }
         let Some(einsum) = node.op_as::<EinSum>() else {
             return Ok(None);
         };
+        let expression = einsum.axes.to_string();
+        let channels_last = CHANNELS_LAST_EXPRESSIONS.contains(&expression.as_str());
         if einsum.q_params.is_some()
             || einsum.operating_dt != f32::datum_type()
-            || !EXPRESSIONS.contains(&einsum.axes.to_string().as_str())
+            || !(EXPRESSIONS.contains(&expression.as_str()) || channels_last)
         {
             return Ok(None);
         }
@@ -654,22 +692,29 @@ impl Layer {
             }
             None => (node.inputs[0], None),
         };
+        // Weights OI, or I for one output channel.
+        let [outputs, inputs] = match *weights.shape() {
+            [outputs, inputs] => [outputs, inputs],
+            [inputs] => [1, inputs],
+            _ => return Ok(None),
+        };
         if planes.datum_type != f32::datum_type()
             || weights.datum_type() != f32::datum_type()
-            || weights.rank() != 2
             || shape.len() < 3
-            || weights.shape()[1] != shape[shape.len() - 3]
+            || inputs != shape[shape.len() - 3]
+            || (channels_last && phases.is_some())
         {
             return Ok(None);
         }
         Ok(Some(Layer {
             input,
-            inputs: weights.shape()[1],
-            outputs: weights.shape()[0],
+            inputs,
+            outputs,
             output: crate::plane(shape),
             phases,
             weights: weights.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
             bias: None,
+            channels_last: channels_last && outputs > 1,
         }))
     }
 }
@@ -1143,6 +1188,28 @@ pub(crate) fn constant_values(
     Ok(constant.and_then(|constant| channel_values(&constant, channels)))
 }
 
+/// The values of constant `outlet` if it is f32 and holds one per channel along its last axis
+/// (shape `[.., channels]`, ones elsewhere): the bias of a channel-last output.
+fn last_axis_values(
+    model: &TypedModel,
+    outlet: OutletId,
+    channels: usize,
+) -> TractResult<Option<Vec<f32>>> {
+    let Some(constant) = model.outlet_fact(outlet)?.konst.clone() else {
+        return Ok(None);
+    };
+    let shape = constant.shape();
+    if constant.datum_type() != f32::datum_type()
+        || shape.last() != Some(&channels)
+        || constant.len() != channels
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        constant.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+    ))
+}
+
 /// `constant`'s values if it is f32 and holds one per channel of `channels` planes (shape
 /// `[.., channels, 1, 1]`, ones elsewhere), or a single one (repeated for every channel).
 fn channel_values(constant: &Tensor, channels: usize) -> Option<Vec<f32>> {
@@ -1238,9 +1305,11 @@ mod tests {
     use tract_core::ops::Downsample;
     use tract_core::prelude::*;
 
-    use super::{Activation, Conv2dPanels};
+    use super::{Activation, Conv2dPanels, CHANNELS_LAST_EXPRESSIONS};
     use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
     use crate::ChannelPrelu;
+    use tract_core::internal::AxisOp;
+    use tract_core::ops::einsum::EinSum;
 
     /// The activation after a test layer.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1617,6 +1686,42 @@ mod tests {
         assert_eq!(ours, theirs);
         let conv = panels_of(make());
         assert!(conv.residual.is_none() && conv.activation == Activation::Linear);
+    }
+
+    #[test]
+    fn writes_channels_last_heads_pixel_by_pixel() {
+        // BlazeFace's output heads: a 1x1 layer transposed to channels last (its box
+        // regressors) or of one channel whose axis is dropped (its classifiers), each followed
+        // by its bias; tract folds the axis change into the EinSum.
+        for (outputs, axis_op) in [(16, AxisOp::Move(1, 3)), (1, AxisOp::Rm(1))] {
+            let make = || {
+                let mut model = conv_graph([24, outputs, 1], [12, 10], 1, 1, [0, 0]);
+                let y = model.output_outlets().unwrap()[0];
+                let y = model.wire_node("head", axis_op.clone(), &[y]).unwrap();
+                model.select_output_outlets(&y).unwrap();
+                model.into_decluttered().unwrap()
+            };
+            let expressions: Vec<String> = make()
+                .nodes
+                .iter()
+                .filter_map(|n| n.op_as::<EinSum>().map(|e| e.axes.to_string()))
+                .collect();
+            assert!(
+                expressions
+                    .iter()
+                    .all(|e| CHANNELS_LAST_EXPRESSIONS.contains(&e.as_str())),
+                "{expressions:?}"
+            );
+            let (ours, theirs) = ours_and_theirs(24, [12, 10], make);
+            assert_eq!(ours, theirs, "{outputs} channels");
+            let conv = panels_of(make());
+            assert_eq!(conv.channels_last, outputs > 1);
+            // (The one channel's bias is zero: tract drops its Add.)
+            assert!(
+                outputs == 1 || conv.bias.iter().any(|&b| b != 0.0),
+                "the bias taken in"
+            );
+        }
     }
 
     #[test]
