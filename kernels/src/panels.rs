@@ -907,13 +907,7 @@ mod avx512 {
         output: &mut [f32],
     ) {
         let computed = conv.computed;
-        // Every loaded lane is a computed pixel's (below `computed`) at a row's offset.
-        let reach = conv
-            .offsets
-            .iter()
-            .max()
-            .map_or(0, |&offset| offset + computed);
-        assert!(reach <= source.len() && output.len() == conv.outputs * computed);
+        assert!(reaches(conv, source) && output.len() == conv.outputs * computed);
         let residual_len = conv.residual.unwrap_or(0) * computed;
         assert!(residual.is_none_or(|residual| residual.len() == residual_len));
         // The last pixels in one masked panel, of two vectors if they need them: every panel
@@ -942,12 +936,7 @@ mod avx512 {
     ) {
         let computed = conv.computed;
         let oh = computed / width;
-        let reach = conv
-            .offsets
-            .iter()
-            .max()
-            .map_or(0, |&offset| offset + computed);
-        assert!(reach <= source.len() && output.len() == conv.outputs * oh * ow && ow <= width);
+        assert!(reaches(conv, source) && output.len() == conv.outputs * oh * ow && ow <= width);
         for y in 0..oh {
             for x in (0..ow).step_by(2 * LANES) {
                 let at = Place {
@@ -958,6 +947,17 @@ mod avx512 {
                 panel_of(conv, source, None, output, at, ow - x);
             }
         }
+    }
+
+    /// Whether `source` holds every computed pixel (below `computed`) at every summed row's
+    /// offset: every lane the panels load.
+    fn reaches(conv: &Conv2dPanels, source: &[f32]) -> bool {
+        let reach = conv
+            .offsets
+            .iter()
+            .max()
+            .map(|&offset| offset + conv.computed);
+        reach.unwrap_or(0) <= source.len()
     }
 
     /// Where a panel's pixels are: its first in the summed rows and in its output plane, and
