@@ -309,13 +309,9 @@ impl Conv2dPanels {
             }
         }
         let mut activation = Activation::Linear;
-        if let Some((max, other)) =
-            single_binary_successor::<Max>(model, last)?.filter(|_| channels_first)
-        {
-            if constant_values(model, other, 1)? == Some(vec![0.0]) {
-                activation = Activation::Relu;
-                last = OutletId::new(max, 0);
-            }
+        if let Some(max) = relu_successor(model, last)?.filter(|_| channels_first) {
+            activation = Activation::Relu;
+            last = OutletId::new(max, 0);
         } else if let Some(prelu) = single_successor(model, last)?
             .filter(|next| channels_first && next.op_is::<ChannelPrelu>() && next.inputs[0] == last)
         {
@@ -1144,10 +1140,7 @@ fn zero_channel_padding(
 }
 
 /// The node that alone reads `outlet`, if `outlet` is not a model output.
-pub(crate) fn single_successor(
-    model: &TypedModel,
-    outlet: OutletId,
-) -> TractResult<Option<&TypedNode>> {
+fn single_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<&TypedNode>> {
     let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
         return Ok(None);
@@ -1178,8 +1171,17 @@ pub(crate) fn single_binary_successor<Mini: BinMiniOp>(
     Ok(Some((next.id, other)))
 }
 
+/// The node that alone reads `outlet`, if it is a ReLU (a `Max` with constant zero) and
+/// `outlet` is not a model output.
+pub(crate) fn relu_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
+    let Some((max, other)) = single_binary_successor::<Max>(model, outlet)? else {
+        return Ok(None);
+    };
+    Ok((constant_values(model, other, 1)? == Some(vec![0.0])).then_some(max))
+}
+
 /// The values of constant `outlet` if [`channel_values`] takes them.
-pub(crate) fn constant_values(
+fn constant_values(
     model: &TypedModel,
     outlet: OutletId,
     channels: usize,

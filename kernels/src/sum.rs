@@ -9,9 +9,9 @@
 //! `Add`'s own two operands commute exactly), then applies the ReLU as tract's `Max` does.
 
 use tract_core::internal::*;
-use tract_core::ops::math::{Add, Max};
+use tract_core::ops::math::Add;
 
-use crate::panels::{constant_values, single_binary_successor};
+use crate::panels::{relu_successor, single_binary_successor};
 
 /// Values summed at a time: a block that stays in registers and L1 while every input is added.
 const BLOCK: usize = 256;
@@ -67,16 +67,13 @@ impl SumChain {
             inputs.push(other);
             last = OutletId::new(add, 0);
         }
-        let mut relu = false;
-        if let Some((max, other)) = single_binary_successor::<Max>(model, last)? {
-            if constant_values(model, other, 1)? == Some(vec![0.0]) {
-                relu = true;
-                last = OutletId::new(max, 0);
-            }
+        let relu = relu_successor(model, last)?;
+        if let Some(max) = relu {
+            last = OutletId::new(max, 0);
         }
         let op = SumChain {
             shape: shape.into(),
-            relu,
+            relu: relu.is_some(),
         };
         let mut patch = TypedModelPatch::new("facecast.SumChain");
         let taps = inputs
