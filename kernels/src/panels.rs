@@ -829,22 +829,27 @@ mod avx512 {
         let positions: [usize; N] = positions.try_into().expect("N positions");
         let group = CHANNEL_LANES * CHANNEL_VECTORS;
         let weights = &conv.weights[channel * rows..][..rows * group];
-        let mut sums = [[_mm512_setzero_ps(); N]; CHANNEL_VECTORS];
-        for (k, &offset) in conv.offsets.iter().enumerate() {
-            // SAFETY: inside the block (`rows * group` weights, CHANNEL_LANES per vector
-            // and row).
-            let w: [__m512; CHANNEL_VECTORS] = std::array::from_fn(|v| unsafe {
-                let block = weights.as_ptr().add(v * rows * CHANNEL_LANES);
-                _mm512_loadu_ps(block.add(k * CHANNEL_LANES))
-            });
-            for (j, &position) in positions.iter().enumerate() {
-                // SAFETY: `by_channel` checked every position at every offset.
-                let x = _mm512_set1_ps(unsafe { *source.get_unchecked(offset + position) });
-                for (sums, &w) in sums.iter_mut().zip(&w) {
-                    sums[j] = _mm512_fmadd_ps(w, x, sums[j]);
+        let zero = [[_mm512_setzero_ps(); N]; CHANNEL_VECTORS];
+        let sums = conv
+            .offsets
+            .iter()
+            .enumerate()
+            .fold(zero, |mut sums, (k, &offset)| {
+                // SAFETY: inside the block (`rows * group` weights, CHANNEL_LANES per vector
+                // and row).
+                let w: [__m512; CHANNEL_VECTORS] = std::array::from_fn(|v| unsafe {
+                    let block = weights.as_ptr().add(v * rows * CHANNEL_LANES);
+                    _mm512_loadu_ps(block.add(k * CHANNEL_LANES))
+                });
+                for (j, &position) in positions.iter().enumerate() {
+                    // SAFETY: `by_channel` checked every position at every offset.
+                    let x = _mm512_set1_ps(unsafe { *source.get_unchecked(offset + position) });
+                    for (sums, &w) in sums.iter_mut().zip(&w) {
+                        sums[j] = _mm512_fmadd_ps(w, x, sums[j]);
+                    }
                 }
-            }
-        }
+                sums
+            });
         for (v, sums) in sums.iter().enumerate() {
             let channel = channel + v * CHANNEL_LANES;
             if channel >= conv.outputs {
