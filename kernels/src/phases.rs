@@ -234,6 +234,10 @@ pub(crate) trait TapStep {
 /// written and then copied out, cost more than the vectors it saved on planes of 24x24 and up
 /// (one layer alone, interleaved: 0.87-0.91x the time on 96x96, 48x48 and 64x64).
 ///
+/// At stride 1 with a square kernel of 3 or 5, the vectors are stacks of [`STACK`] rows: the
+/// scratch rows a stack's taps read are shared by its vectors (tap `(ky, kx)` of row `j` reads
+/// what tap `(ky - 1, kx)` of row `j + 1` reads), each loaded once for all of them.
+///
 /// (Batches of small planes in one list of vectors, so that more sums are in flight, each
 /// vector with its plane's weight: 1.06-1.6x the time on every shape, the weights no longer
 /// loaded once per tap.)
@@ -242,24 +246,42 @@ pub(crate) struct PlaneRun {
     pub phases: Phases,
     /// Where each tap reads the scratch, from the output pixel's position.
     pub offsets: Vec<usize>,
-    /// Where each vector of output pixels starts: in the scratch (before a tap's offset) and in
-    /// the output (or the run's buffer).
+    /// Where each vector of output pixels starts (the top one of a stack): in the scratch
+    /// (before a tap's offset) and in the output (or the run's buffer).
     vectors: Vec<[usize; 2]>,
     /// Pixels of the run's buffer, or none when the vectors are written into the output.
     run: Option<usize>,
+    /// The kernel's side where the vectors are stacks of [`STACK`] rows.
+    stacked: Option<usize>,
 }
+
+/// Output rows computed together by a stack of vectors (see [`PlaneRun`]).
+const STACK: usize = 8;
 
 impl PlaneRun {
     pub fn new(window: Window) -> PlaneRun {
         let phases = Phases::new(window);
         let [kh, kw] = phases.window.kernel;
         let [oh, ow] = phases.window.output;
+        let stacked = (phases.window.stride == [1, 1]
+            && kh == kw
+            && matches!(kh, 3 | 5)
+            && ow >= LANES
+            && oh >= STACK)
+            .then_some(kh);
         let (vectors, run) = if ow >= LANES {
-            let row = |y| {
+            // Each row's vectors (the last one ending at the row's end), or each stack's, the
+            // last stack ending at the last row.
+            let (ys, last) = match stacked {
+                Some(_) => ((0..oh).step_by(STACK), oh - STACK),
+                None => ((0..oh).step_by(1), oh - 1),
+            };
+            let row = |y: usize| {
+                let y = y.min(last);
                 let xs = (0..ow).step_by(LANES).map(move |x| x.min(ow - LANES));
                 xs.map(move |x| [y * phases.width + x, y * ow + x])
             };
-            ((0..oh).flat_map(row).collect(), None)
+            (ys.flat_map(row).collect(), None)
         } else {
             let computed = (oh * phases.width).next_multiple_of(LANES);
             let starts = (0..computed).step_by(LANES).map(|x| [x, x]).collect();
@@ -269,6 +291,7 @@ impl PlaneRun {
             offsets: phases.offsets(1, &vec![true; kh * kw]),
             vectors,
             run,
+            stacked,
             phases,
         }
     }
@@ -280,7 +303,8 @@ impl PlaneRun {
 
     /// The scratch every vector reads at every tap's offset.
     fn scratch_len(&self) -> usize {
-        let computed = self.vectors.last().map_or(0, |&[at, _]| at + LANES);
+        let below = self.stacked.map_or(0, |_| (STACK - 1) * self.phases.width);
+        let computed = self.vectors.last().map_or(0, |&[at, _]| at + below + LANES);
         self.phases.reach(computed)
     }
 
@@ -306,6 +330,15 @@ impl PlaneRun {
         } else {
             &mut *out
         };
+        if let Some(kernel) = self.stacked {
+            for &vector in &self.vectors {
+                match kernel {
+                    3 => self.stack::<3, _>(scratch, vector, target, start, step),
+                    _ => self.stack::<5, _>(scratch, vector, target, start, step),
+                }
+            }
+            return;
+        }
         let mut vectors = &self.vectors[..];
         while !vectors.is_empty() {
             vectors = match vectors.len().min(VECTORS) {
@@ -359,6 +392,48 @@ impl PlaneRun {
             target[to..][..LANES].copy_from_slice(sum);
         }
         rest
+    }
+
+    /// The stack of [`STACK`] vectors from `at` in the scratch (`to` in `target`), of a
+    /// stride-1 KxK window: each scratch row its taps read loaded once, and stepped into the
+    /// sums of every row whose taps read it (tap `(ky, kx)` of the stack's row `j` reads the
+    /// scratch's row `j + ky`), each row's taps in order.
+    #[inline(always)]
+    fn stack<const K: usize, S: TapStep>(
+        &self,
+        scratch: &[f32],
+        [at, to]: [usize; 2],
+        target: &mut [f32],
+        start: f32,
+        step: &S,
+    ) {
+        let width = self.phases.width;
+        let taps: [[S::Tap; K]; K] = std::array::from_fn(|ky| {
+            std::array::from_fn(|kx| step.tap(ky * K + kx))
+        });
+        let mut sums = [[start; LANES]; STACK];
+        for row in 0..STACK + K - 1 {
+            for (kx, _) in taps[0].iter().enumerate() {
+                // SAFETY: `compute` checked that the scratch holds the stack's last row at the
+                // last tap's offset.
+                let pixels = unsafe {
+                    scratch
+                        .as_ptr()
+                        .add(at + row * width + kx)
+                        .cast::<[f32; LANES]>()
+                        .read_unaligned()
+                };
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    if let Some(taps) = row.checked_sub(j).and_then(|ky| taps.get(ky)) {
+                        step.step(sum, taps[kx], pixels);
+                    }
+                }
+            }
+        }
+        let [_, ow] = self.phases.window.output;
+        for (j, sum) in sums.iter().enumerate() {
+            target[to + j * ow..][..LANES].copy_from_slice(sum);
+        }
     }
 }
 
