@@ -217,6 +217,10 @@ impl Conv2dPanels {
         };
         let layer_input = layer.input;
         let [oh, ow] = layer.output;
+        let summed_by_channel = by_channel
+            && oh * ow <= BY_CHANNEL_PIXELS
+            && layer.outputs >= CHANNEL_LANES
+            && !layer.channels_last;
         let (source, computed, offsets, live_taps) = match layer.phases {
             None => {
                 let pixels = oh * ow;
@@ -227,9 +231,13 @@ impl Conv2dPanels {
                 let live_taps = phases.live_taps();
                 let offsets = phases.offsets(layer.inputs, &live_taps);
                 // Gathered where that saves vectors of sums (not on 3x3 planes: 9 and 15 pixels are
-                // one vector either way).
+                // one vector either way), but not for the sums by channel, which read each
+                // output pixel's own taps wherever they are.
                 let vectors = |width: usize| (oh * width).div_ceil(LANES);
-                if oh * ow <= GATHERED_PIXELS && vectors(ow) < vectors(phases.width) {
+                if oh * ow <= GATHERED_PIXELS
+                    && vectors(ow) < vectors(phases.width)
+                    && !summed_by_channel
+                {
                     let pixels = oh * ow;
                     let gathered = (0..offsets.len()).map(|k| k * pixels).collect();
                     let rows = Arc::new(offsets);
@@ -245,11 +253,7 @@ impl Conv2dPanels {
                 }
             }
         };
-        let packing = if by_channel
-            && oh * ow <= BY_CHANNEL_PIXELS
-            && layer.outputs >= CHANNEL_LANES
-            && !layer.channels_last
-        {
+        let packing = if summed_by_channel {
             let width = computed / oh;
             let positions = (0..oh).flat_map(|y| (0..ow).map(move |x| y * width + x));
             Packing::Channels {
@@ -1528,6 +1532,13 @@ mod tests {
                 tail.1 && (expected || hw != [3, 3]),
                 "{case}"
             );
+            // The sums by channel read each pixel's taps in the phases: nothing gathered.
+            if expected {
+                assert!(
+                    !matches!(conv.source, super::Source::Gathered { .. }),
+                    "{case}"
+                );
+            }
         }
     }
 

@@ -408,9 +408,8 @@ impl PlaneRun {
         step: &S,
     ) {
         let width = self.phases.width;
-        let taps: [[S::Tap; K]; K] = std::array::from_fn(|ky| {
-            std::array::from_fn(|kx| step.tap(ky * K + kx))
-        });
+        let taps: [[S::Tap; K]; K] =
+            std::array::from_fn(|ky| std::array::from_fn(|kx| step.tap(ky * K + kx)));
         let mut sums = [[start; LANES]; STACK];
         for row in 0..STACK + K - 1 {
             for (kx, _) in taps[0].iter().enumerate() {
