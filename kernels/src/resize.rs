@@ -1,11 +1,16 @@
-//! Resizing of f32 planes (the last two axes), a row at a time, with tract's own tables.
+//! Resizing of f32 planes (the last two axes), with tract's own tables.
 //!
 //! tract's `Resize` resamples one axis after the other: rows (vectorised, a row at a time) and
 //! then columns, one output value at a time through a fresh copy of the tensor and tables
 //! rebuilt on every run. This kernel builds tract's tables once (`Resize::plan_axis`) and sums
-//! the same taps in the same order, so the values are tract's, bit for bit.
+//! the same taps in the same order, so the values are tract's, bit for bit. Each pass is laid
+//! out over the whole plane (every output value's taps, tap by tap), so that it runs as
+//! vectors of gathered values whatever the width: a row at a time, BlazeFace's 6- and 12-wide
+//! planes left most of each vector empty.
 
 use tract_core::internal::*;
+
+use crate::phases::LANES;
 use tract_core::ops::nn::resize::{AxisPlan, Resize};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,21 +20,31 @@ pub struct Resize2d {
     input: [usize; 2],
     /// Output height and width.
     output: [usize; 2],
-    rows: Taps,
+    rows: RowPass,
     columns: Taps,
 }
 
-/// For each output position along one axis, `window` input positions and their weights,
-/// stored tap by tap (`indices[k * len + x]` is output `x`'s tap `k`) so that one tap of every
-/// output position is a run the column pass sums as vectors.
+/// The resize along the rows: a row at a time (each output row a weighted sum of input rows),
+/// or, on rows narrower than a vector, over the whole plane as the columns are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RowPass {
+    ByRow(Taps),
+    Plane(Taps),
+}
+
+/// For each output position of a pass, `window` input positions and their weights, stored tap
+/// by tap (`indices[k * len + x]` is output `x`'s tap `k`) so that one tap of every output
+/// position is a run the pass sums as vectors.
 #[derive(Debug, Clone)]
 struct Taps {
     window: usize,
-    /// Output positions along the axis.
+    /// Output positions.
     len: usize,
-    /// Input positions, each below the input's length (checked when made).
+    /// Input positions, each below `reads` (checked when made).
     indices: Vec<u32>,
     weights: Vec<f32>,
+    /// The length of the input the pass reads.
+    reads: usize,
 }
 
 impl Taps {
@@ -53,25 +68,64 @@ impl Taps {
                 .map(|i| i as u32)
                 .collect(),
             weights: by_tap(&plan.weights, window, len),
+            reads: len_in,
         })
     }
 
-    /// The taps of output position `x`, zero weights left out as tract leaves them out.
-    fn at(&self, x: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
-        (0..self.window)
-            .map(move |k| {
-                (
-                    self.indices[k * self.len + x] as usize,
-                    self.weights[k * self.len + x],
-                )
-            })
-            .filter(|&(_, w)| w != 0.0)
+    /// These taps of an axis over a whole plane of `lines` lines (rows, or columns)
+    /// `across` values wide, laid out by `at(line, position)`: output value `at(line, x)`
+    /// reads input `at'(line, tap's position)`, where `at'` is the input's layout.
+    fn over_plane(
+        &self,
+        lines: usize,
+        at: impl Fn(usize, usize) -> usize,
+        input_at: impl Fn(usize, usize) -> usize,
+        reads: usize,
+    ) -> Taps {
+        let len = lines * self.len;
+        let mut indices = vec![0; self.window * len];
+        let mut weights = vec![0.0; self.window * len];
+        for k in 0..self.window {
+            for line in 0..lines {
+                for x in 0..self.len {
+                    let tap = k * self.len + x;
+                    let index = input_at(line, self.indices[tap] as usize);
+                    assert!(index < reads, "a tap outside the input");
+                    indices[k * len + at(line, x)] = index as u32;
+                    weights[k * len + at(line, x)] = self.weights[tap];
+                }
+            }
+        }
+        Taps {
+            window: self.window,
+            len,
+            indices,
+            weights,
+            reads,
+        }
     }
 
     /// Tap `k` of every output position: input positions and weights.
     fn tap(&self, k: usize) -> (&[u32], &[f32]) {
         let range = k * self.len..(k + 1) * self.len;
         (&self.indices[range.clone()], &self.weights[range])
+    }
+
+    /// The pass from `input` into `out`: each output value a sum from zero of its taps'
+    /// products in tap order, a zero weight's tap skipped as tract skips it (here: adding zero,
+    /// the same since a sum from +0 is never -0, and whatever the value it weighs).
+    #[inline(always)]
+    fn pass(&self, input: &[f32], out: &mut [f32]) {
+        assert!(input.len() == self.reads && out.len() == self.len);
+        out.fill(0.0);
+        for k in 0..self.window {
+            let (indices, weights) = self.tap(k);
+            for ((o, &i), &weight) in out.iter_mut().zip(indices).zip(weights) {
+                // SAFETY: every index is below `reads` (`over_plane`), the input's length.
+                let v = unsafe { *input.get_unchecked(i as usize) };
+                *o += if weight != 0.0 { weight * v } else { 0.0 };
+            }
+        }
     }
 }
 
@@ -126,7 +180,7 @@ impl Resize2d {
             Some(scales) => scales[axis],
             None => output_shape[axis] as f32 / input_shape[axis] as f32,
         };
-        let (Some(rows), Some(columns)) = (
+        let (Some(row_axis), Some(column_axis)) = (
             Taps::of(resize.plan_axis(scale(h), input[0], output[0]), input[0]),
             Taps::of(
                 resize.plan_axis(scale(h + 1), input[1], output[1]),
@@ -135,6 +189,16 @@ impl Resize2d {
         ) else {
             return Ok(None);
         };
+        // Rows first, into a plane of the output's height and the input's width, then columns.
+        let ([h, w], [oh, ow]) = (input, output);
+        // Rows of a vector or more are summed as they are (contiguous runs of the input);
+        // narrower ones over the whole plane.
+        let rows = if w >= LANES {
+            RowPass::ByRow(row_axis)
+        } else {
+            RowPass::Plane(row_axis.over_plane(w, |x, y| y * w + x, |x, y| y * w + x, h * w))
+        };
+        let columns = column_axis.over_plane(oh, |y, x| y * ow + x, |y, x| y * w + x, oh * w);
         Ok(Some(Resize2d {
             output_shape,
             input,
@@ -146,35 +210,29 @@ impl Resize2d {
 
     on_widest_vectors!(Resize2d, fn plane => plane_portable(input: &[f32], resized_rows: &mut [f32], out: &mut [f32]));
 
-    /// One channel plane; `resized_rows` holds the plane resized along its rows only. Each
-    /// output value is tract's: a sum from zero of its taps' products in tap order, a zero
-    /// weight's tap skipped (here: adding zero, the same since a sum from +0 is never -0).
+    /// One channel plane; `resized_rows` holds the plane resized along its rows only.
     #[inline(always)]
     fn plane_portable(&self, input: &[f32], resized_rows: &mut [f32], out: &mut [f32]) {
-        let w = self.input[1];
-        for (y, row) in resized_rows.chunks_exact_mut(w).enumerate() {
-            row.fill(0.0);
-            for (iy, weight) in self.rows.at(y) {
-                for (r, &v) in row.iter_mut().zip(&input[iy * w..][..w]) {
-                    *r += weight * v;
+        match &self.rows {
+            RowPass::Plane(taps) => taps.pass(input, resized_rows),
+            RowPass::ByRow(taps) => {
+                let w = self.input[1];
+                for (y, row) in resized_rows.chunks_exact_mut(w).enumerate() {
+                    row.fill(0.0);
+                    for k in 0..taps.window {
+                        let (indices, weights) = taps.tap(k);
+                        // A zero weight's tap skipped, as tract skips it.
+                        if weights[y] != 0.0 {
+                            let input = &input[indices[y] as usize * w..][..w];
+                            for (r, &v) in row.iter_mut().zip(input) {
+                                *r += weights[y] * v;
+                            }
+                        }
+                    }
                 }
             }
         }
-        for (row, out_row) in resized_rows
-            .chunks_exact(w)
-            .zip(out.chunks_exact_mut(self.output[1]))
-        {
-            out_row.fill(0.0);
-            for k in 0..self.columns.window {
-                let (indices, weights) = self.columns.tap(k);
-                for ((o, &i), &weight) in out_row.iter_mut().zip(indices).zip(weights) {
-                    // SAFETY: every index is below the input's width (`Taps::of`), the
-                    // length of `row`.
-                    let v = unsafe { *row.get_unchecked(i as usize) };
-                    *o += if weight != 0.0 { weight * v } else { 0.0 };
-                }
-            }
-        }
+        self.columns.pass(resized_rows, out);
     }
 }
 
