@@ -124,6 +124,8 @@ macro_rules! on_widest_vectors {
 
 mod depthwise;
 mod panels;
+
+use panels::by_channel_available;
 mod phases;
 mod pool;
 mod prelu;

@@ -1068,7 +1068,7 @@ mod avx512 {
 
 /// Whether this CPU sums small planes by channel ([`Packing::Channels`]: AVX-512 only; the
 /// portable copy was not vectorised as written).
-fn by_channel_available() -> bool {
+pub(crate) fn by_channel_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
