@@ -34,8 +34,9 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 
+use crate::channels::ByChannel;
 use crate::phases::{PlaneRun, TapStep, LANES, MAX_STRIDE};
-use crate::{ConvLayer, Window};
+use crate::ConvLayer;
 
 /// The largest kernel side computed here (these networks': 3x3 and 5x5).
 const MAX_KERNEL: usize = 7;
@@ -54,23 +55,13 @@ pub struct DepthwiseConv2d {
     bias: Arc<Vec<f32>>,
     /// Where the planes are narrower than a vector and the CPU can (AVX-512): the layer
     /// summed by channel instead.
-    by_channel: Option<Arc<ByChannel>>,
+    by_channel: Option<Arc<ChannelWeights>>,
 }
 
-/// A depthwise layer summed a vector of channels at a time: [`LANES`] channels' planes
-/// gathered pixel by pixel into one zero-padded scratch (a vector per pixel), each output
-/// pixel's vector summed from the scratch's at the taps' offsets with a vector of the channels'
-/// weights per tap, and scattered back to the channels' planes. On planes narrower than a
-/// vector the plane-by-plane sums pay a scratch fill, a run of mostly padding and a copy out
-/// per plane for a few dozen pixels (a 6x6 plane of BlazeFace's 384: about 300 cycles).
+/// A depthwise layer's weights and bias for the sums by channel ([`ByChannel`]).
 #[derive(Debug, Clone, PartialEq)]
-struct ByChannel {
-    /// The scratch's width (the padded input, as far as the taps read).
-    width: usize,
-    /// The scratch's pixels inside the input, with the input pixel each holds.
-    inside: Vec<[usize; 2]>,
-    /// Where each tap reads the scratch, from its output pixel's first tap (row-major).
-    offsets: Vec<usize>,
+struct ChannelWeights {
+    geometry: ByChannel,
     /// The weights, [`LANES`] channels a vector: block `b`'s tap `t` at `(b * taps + t) *
     /// LANES`, zero past the last channel.
     weights: Vec<f32>,
@@ -78,23 +69,10 @@ struct ByChannel {
     bias: Vec<f32>,
 }
 
-impl ByChannel {
-    fn new(window: &Window, channels: usize, filters: &[f32], bias: &[f32]) -> ByChannel {
-        let [h, w] = window.input;
-        let [oh, ow] = window.output;
-        let [kh, kw] = window.kernel;
-        let [sy, sx] = window.stride;
-        let [top, left] = window.pad;
-        let (height, width) = ((oh - 1) * sy + kh, (ow - 1) * sx + kw);
-        let inside = (0..height)
-            .flat_map(|y| (0..width).map(move |x| (y, x)))
-            .filter_map(|(y, x)| {
-                let (iy, ix) = (y.checked_sub(top)?, x.checked_sub(left)?);
-                (iy < h && ix < w).then_some([y * width + x, iy * w + ix])
-            })
-            .collect();
-        let taps = kh * kw;
-        let blocks = channels.div_ceil(LANES);
+impl ChannelWeights {
+    fn new(geometry: ByChannel, filters: &[f32], bias: &[f32]) -> ChannelWeights {
+        let taps = geometry.taps();
+        let blocks = bias.len().div_ceil(LANES);
         let mut weights = vec![0.0; blocks * taps * LANES];
         for (channel, filter) in filters.chunks_exact(taps).enumerate() {
             let (block, lane) = (channel / LANES, channel % LANES);
@@ -104,22 +82,41 @@ impl ByChannel {
         }
         let mut padded_bias = bias.to_vec();
         padded_bias.resize(blocks * LANES, 0.0);
-        ByChannel {
-            width,
-            inside,
-            offsets: (0..kh)
-                .flat_map(|ky| (0..kw).map(move |kx| ky * width + kx))
-                .collect(),
+        ChannelWeights {
+            geometry,
             weights,
             bias: padded_bias,
         }
     }
+}
 
-    /// The scratch's length in values (a vector per pixel).
-    fn scratch_len(&self, window: &Window) -> usize {
-        let [kh, _] = window.kernel;
-        let height = (window.output[0] - 1) * window.stride[0] + kh;
-        height * self.width * LANES
+/// Each output the bias plus its taps' products in tract's order, multiplied and added without
+/// fusing, as the planes' kernel sums them (the same values).
+#[cfg(target_arch = "x86_64")]
+impl crate::channels::ChannelStep for ChannelWeights {
+    const PADDING: f32 = 0.0;
+
+    #[inline(always)]
+    unsafe fn start(&self, block: usize) -> std::arch::x86_64::__m512 {
+        // SAFETY: the bias is padded to whole blocks.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(self.bias.as_ptr().add(block)) }
+    }
+
+    #[inline(always)]
+    unsafe fn step(
+        &self,
+        block: usize,
+        tap: usize,
+        value: std::arch::x86_64::__m512,
+        pixels: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the weights are padded to whole blocks, `taps` vectors each.
+        unsafe {
+            let at = (block / LANES * self.geometry.taps() + tap) * LANES;
+            let weight = _mm512_loadu_ps(self.weights.as_ptr().add(at));
+            _mm512_add_ps(value, _mm512_mul_ps(weight, pixels))
+        }
     }
 }
 
@@ -141,14 +138,10 @@ impl DepthwiseConv2d {
         };
         let groups = layer.conv.group;
         let group_outputs = layer.conv.pool_spec.output_channels / groups;
-        let by_channel = (group_outputs == 1
-            && groups >= LANES
-            && layer.window.output[1] < LANES
-            && crate::by_channel_available())
-        .then(|| {
-            let weights = &layer.weights;
-            ByChannel::new(&layer.window, groups, &weights.kernel, &weights.bias)
-        });
+        let weights = &layer.weights;
+        let by_channel = ByChannel::of(&layer.window, groups)
+            .filter(|_| group_outputs == 1)
+            .map(|geometry| ChannelWeights::new(geometry, &weights.kernel, &weights.bias));
         Ok(Some(DepthwiseConv2d {
             run: PlaneRun::new(layer.window),
             groups,
@@ -165,7 +158,15 @@ impl DepthwiseConv2d {
         #[cfg(target_arch = "x86_64")]
         if let Some(by_channel) = &self.by_channel {
             // SAFETY: `by_channel` is set only where the CPU has AVX-512.
-            return unsafe { avx512::by_channel(self, by_channel, input, output) };
+            return unsafe {
+                crate::channels::avx512::compute(
+                    &by_channel.geometry,
+                    self.groups,
+                    input,
+                    output,
+                    &**by_channel,
+                )
+            };
         }
         self.convolve_planes(input, output)
     }
@@ -217,83 +218,6 @@ impl TapStep for WeightedSum<'_> {
     fn step(&self, sum: &mut [f32; LANES], weight: f32, pixels: [f32; LANES]) {
         for (s, &x) in sum.iter_mut().zip(&pixels) {
             *s += weight * x;
-        }
-    }
-}
-
-/// The sums by channel ([`ByChannel`]) in AVX-512 instructions.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::{ByChannel, DepthwiseConv2d, LANES};
-
-    /// Every output plane of `conv` from `input`, [`LANES`] channels at a time: each output
-    /// value the bias plus its taps' products in tract's order, multiplied and added without
-    /// fusing, as the planes' kernel sums them (the same values).
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn by_channel(
-        conv: &DepthwiseConv2d,
-        by_channel: &ByChannel,
-        input: &[f32],
-        output: &mut [f32],
-    ) {
-        let window = &conv.run.phases.window;
-        let ([h, w], [oh, ow]) = (window.input, window.output);
-        let channels = conv.groups;
-        assert!(input.len() == channels * h * w && output.len() == channels * oh * ow);
-        let mut scratch = vec![0.0f32; by_channel.scratch_len(window)];
-        let [sy, sx] = window.stride;
-        let taps = by_channel.offsets.len();
-        let reach = by_channel.offsets.last().map_or(0, |&o| o);
-        let width = by_channel.width;
-        assert!(((oh - 1) * sy * width + (ow - 1) * sx + reach + 1) * LANES <= scratch.len());
-        assert!(by_channel
-            .inside
-            .iter()
-            .all(|&[s, i]| (s + 1) * LANES <= scratch.len() && i < h * w));
-        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        // Lane c's value of a pixel, in planes of `len` pixels.
-        let plane_offsets = |len: usize| _mm512_mullo_epi32(lanes, _mm512_set1_epi32(len as i32));
-        let (input_planes, output_planes) = (plane_offsets(h * w), plane_offsets(oh * ow));
-        for block in (0..channels).step_by(LANES) {
-            let live = (u32::MAX >> (32 - (channels - block).min(LANES))) as __mmask16;
-            // SAFETY (gathers and scatters): the live lanes are channels below `channels`, their
-            // pixels inside their planes (checked above).
-            for &[at, pixel] in &by_channel.inside {
-                unsafe {
-                    let base = input.as_ptr().add(block * h * w + pixel);
-                    let values = _mm512_mask_i32gather_ps::<4>(
-                        _mm512_setzero_ps(),
-                        live,
-                        input_planes,
-                        base,
-                    );
-                    _mm512_storeu_ps(scratch.as_mut_ptr().add(at * LANES), values);
-                }
-            }
-            let b = block / LANES;
-            let weights = &by_channel.weights[b * taps * LANES..][..taps * LANES];
-            // SAFETY: the weights and bias are padded to whole blocks.
-            let bias = unsafe { _mm512_loadu_ps(by_channel.bias.as_ptr().add(block)) };
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let first = oy * sy * width + ox * sx;
-                    let mut sum = bias;
-                    for (t, &offset) in by_channel.offsets.iter().enumerate() {
-                        // SAFETY: inside the scratch (checked above) and the block's weights.
-                        unsafe {
-                            let x = _mm512_loadu_ps(scratch.as_ptr().add((first + offset) * LANES));
-                            let weight = _mm512_loadu_ps(weights.as_ptr().add(t * LANES));
-                            sum = _mm512_add_ps(sum, _mm512_mul_ps(weight, x));
-                        }
-                    }
-                    unsafe {
-                        let base = output.as_mut_ptr().add(block * oh * ow + oy * ow + ox);
-                        _mm512_mask_i32scatter_ps::<4>(base, live, output_planes, sum);
-                    }
-                }
-            }
         }
     }
 }

@@ -122,6 +122,7 @@ macro_rules! on_widest_vectors {
     };
 }
 
+mod channels;
 mod depthwise;
 mod panels;
 
