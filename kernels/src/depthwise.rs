@@ -55,69 +55,7 @@ pub struct DepthwiseConv2d {
     bias: Arc<Vec<f32>>,
     /// Where the planes are narrower than a vector and the CPU can (AVX-512): the layer
     /// summed by channel instead.
-    by_channel: Option<Arc<ChannelWeights>>,
-}
-
-/// A depthwise layer's weights and bias for the sums by channel ([`ByChannel`]).
-#[derive(Debug, Clone, PartialEq)]
-struct ChannelWeights {
-    geometry: ByChannel,
-    /// The weights, [`LANES`] channels a vector: block `b`'s tap `t` at `(b * taps + t) *
-    /// LANES`, zero past the last channel.
-    weights: Vec<f32>,
-    /// The bias, zero past the last channel.
-    bias: Vec<f32>,
-}
-
-impl ChannelWeights {
-    fn new(geometry: ByChannel, filters: &[f32], bias: &[f32]) -> ChannelWeights {
-        let taps = geometry.taps();
-        let blocks = bias.len().div_ceil(LANES);
-        let mut weights = vec![0.0; blocks * taps * LANES];
-        for (channel, filter) in filters.chunks_exact(taps).enumerate() {
-            let (block, lane) = (channel / LANES, channel % LANES);
-            for (t, &weight) in filter.iter().enumerate() {
-                weights[(block * taps + t) * LANES + lane] = weight;
-            }
-        }
-        let mut padded_bias = bias.to_vec();
-        padded_bias.resize(blocks * LANES, 0.0);
-        ChannelWeights {
-            geometry,
-            weights,
-            bias: padded_bias,
-        }
-    }
-}
-
-/// Each output the bias plus its taps' products in tract's order, multiplied and added without
-/// fusing, as the planes' kernel sums them (the same values).
-#[cfg(target_arch = "x86_64")]
-impl crate::channels::ChannelStep for ChannelWeights {
-    const PADDING: f32 = 0.0;
-
-    #[inline(always)]
-    unsafe fn start(&self, block: usize) -> std::arch::x86_64::__m512 {
-        // SAFETY: the bias is padded to whole blocks.
-        unsafe { std::arch::x86_64::_mm512_loadu_ps(self.bias.as_ptr().add(block)) }
-    }
-
-    #[inline(always)]
-    unsafe fn step(
-        &self,
-        block: usize,
-        tap: usize,
-        value: std::arch::x86_64::__m512,
-        pixels: std::arch::x86_64::__m512,
-    ) -> std::arch::x86_64::__m512 {
-        use std::arch::x86_64::*;
-        // SAFETY: the weights are padded to whole blocks, `taps` vectors each.
-        unsafe {
-            let at = (block / LANES * self.geometry.taps() + tap) * LANES;
-            let weight = _mm512_loadu_ps(self.weights.as_ptr().add(at));
-            _mm512_add_ps(value, _mm512_mul_ps(weight, pixels))
-        }
-    }
+    by_channel: Option<Arc<ByChannel>>,
 }
 
 impl DepthwiseConv2d {
@@ -139,9 +77,9 @@ impl DepthwiseConv2d {
         let groups = layer.conv.group;
         let group_outputs = layer.conv.pool_spec.output_channels / groups;
         let weights = &layer.weights;
-        let by_channel = ByChannel::of(&layer.window, groups)
-            .filter(|_| group_outputs == 1)
-            .map(|geometry| ChannelWeights::new(geometry, &weights.kernel, &weights.bias));
+        let by_channel = (group_outputs == 1)
+            .then(|| ByChannel::of(&layer.window, groups, &weights.kernel, &weights.bias))
+            .flatten();
         Ok(Some(DepthwiseConv2d {
             run: PlaneRun::new(layer.window),
             groups,
@@ -158,15 +96,7 @@ impl DepthwiseConv2d {
         #[cfg(target_arch = "x86_64")]
         if let Some(by_channel) = &self.by_channel {
             // SAFETY: `by_channel` is set only where the CPU has AVX-512.
-            return unsafe {
-                crate::channels::avx512::compute(
-                    &by_channel.geometry,
-                    self.groups,
-                    input,
-                    output,
-                    &**by_channel,
-                )
-            };
+            return unsafe { crate::channels::avx512::compute(by_channel, input, output) };
         }
         self.convolve_planes(input, output)
     }
