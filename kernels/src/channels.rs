@@ -1,7 +1,7 @@
-//! Depthwise layers of small planes computed a vector of channels at a time (AVX-512): [`LANES`] channels' planes
-//! gathered pixel by pixel into one padded scratch (a vector per pixel), each output pixel's
-//! vector computed from the scratch's at the window's taps, and scattered back to the
-//! channels' planes. On planes narrower than a vector the plane-by-plane kernels pay a scratch
+//! Depthwise layers of small planes computed a vector of channels at a time (AVX-512):
+//! [`LANES`] channels' planes gathered pixel by pixel into one padded scratch (a vector per
+//! pixel), each output pixel's vector computed from the scratch's at the window's taps, and
+//! scattered back to the channels' planes. On planes narrower than a vector the plane-by-plane kernels pay a scratch
 //! fill, a run of mostly padding and a copy out per plane for a few dozen pixels (a 6x6 plane
 //! of BlazeFace's 384: about 300 cycles); here the gathers and scatters replace the transposed
 //! copies a channel-last kernel needs. (Max pools computed the same way did not gain: face-api's
@@ -33,9 +33,8 @@ pub(crate) struct ByChannel {
 
 impl ByChannel {
     /// The layer of one filter per channel (`filters`, OIHW, and `bias`, of `channels`
-    /// channels) by channel, if its
-    /// channels fill a vector and its output planes are narrower than one, on a CPU with
-    /// AVX-512 (the portable kernel's vectors are a plane's pixels).
+    /// channels) by channel, if its channels fill a vector and its output planes are narrower
+    /// than one, on a CPU with AVX-512 (the portable kernel's vectors are a plane's pixels).
     pub fn of(
         window: &Window,
         channels: usize,
@@ -89,6 +88,7 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{ByChannel, LANES};
+    use crate::panels::avx512::{lane_planes, mask};
 
     /// Every output plane from `input` (both channels first), [`LANES`] channels at a time:
     /// each output value the bias plus its taps' products in tract's order, multiplied and
@@ -107,12 +107,9 @@ pub(crate) mod avx512 {
         assert!(((oh - 1) * sy * width + (ow - 1) * sx + reach + 1) * LANES <= scratch.len());
         let inside = |&[at, pixel]: &[usize; 2]| (at + 1) * LANES <= scratch.len() && pixel < h * w;
         assert!(layer.inside.iter().all(inside));
-        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        // Lane c's value of a pixel, in planes of `len` pixels.
-        let plane_offsets = |len: usize| _mm512_mullo_epi32(lanes, _mm512_set1_epi32(len as i32));
-        let (input_planes, output_planes) = (plane_offsets(h * w), plane_offsets(oh * ow));
+        let (input_planes, output_planes) = (lane_planes(h * w), lane_planes(oh * ow));
         for block in (0..channels).step_by(LANES) {
-            let live = (u32::MAX >> (32 - (channels - block).min(LANES))) as __mmask16;
+            let live = mask(channels - block);
             // SAFETY (gathers and scatters): the live lanes are channels below `channels`, their
             // pixels inside their planes (checked above); the scratch holds every pixel read.
             for &[at, pixel] in &layer.inside {

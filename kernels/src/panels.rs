@@ -723,7 +723,7 @@ impl Layer {
 /// packed weights) by two vectors of pixels in registers, the last pixels of a plane loaded
 /// and stored under a mask.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{
@@ -860,16 +860,10 @@ mod avx512 {
                 break;
             }
             let live = mask(conv.outputs - channel);
-            // Channel `channel + lane`'s value of pixel `pixel` in planes of `pixels`.
+            // Channel `channel + lane`'s value of pixel `first` in planes of `pixels`.
             let at = _mm512_add_epi32(
-                _mm512_mullo_epi32(
-                    _mm512_add_epi32(
-                        _mm512_set1_epi32(channel as i32),
-                        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                    ),
-                    _mm512_set1_epi32(pixels as i32),
-                ),
-                _mm512_set1_epi32(first as i32),
+                lane_planes(pixels),
+                _mm512_set1_epi32((channel * pixels + first) as i32),
             );
             // SAFETY: the bias is padded to whole groups; the others are read under `live`.
             let per_channel = |values: &[f32]| unsafe {
@@ -994,8 +988,16 @@ mod avx512 {
     }
 
     /// The mask of a vector's first `lanes` lanes (all of them from [`LANES`] up).
-    fn mask(lanes: usize) -> __mmask16 {
+    pub(crate) fn mask(lanes: usize) -> __mmask16 {
         (u32::MAX >> (32 - lanes.min(LANES))) as u16
+    }
+
+    /// Lane `c` at `c * len`: where a vector of channels' values of one pixel are in their
+    /// planes of `len` values (the gathers' and scatters' offsets).
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn lane_planes(len: usize) -> __m512i {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(len as i32))
     }
 
     /// The pixels at `at` of every output plane, V vectors of them, the lanes of each vector
