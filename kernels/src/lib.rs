@@ -125,13 +125,13 @@ macro_rules! on_widest_vectors {
 mod channels;
 mod depthwise;
 mod panels;
-
-use panels::by_channel_available;
 mod phases;
 mod pool;
 mod prelu;
 mod resize;
 mod sum;
+
+use panels::by_channel_available;
 
 /// The 2-D window of a pooling or convolution node over channel planes, with fixed shapes:
 /// the geometry the max pool and convolution kernels share.

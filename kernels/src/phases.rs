@@ -251,8 +251,8 @@ pub(crate) struct PlaneRun {
     vectors: Vec<[usize; 2]>,
     /// Pixels of the run's buffer, or none when the vectors are written into the output.
     run: Option<usize>,
-    /// The kernel's side where the vectors are stacks of [`STACK`] rows.
-    stacked: Option<usize>,
+    /// Whether the vectors are stacks of [`STACK`] rows.
+    stacked: bool,
 }
 
 /// Output rows computed together by a stack of vectors (see [`PlaneRun`]).
@@ -263,18 +263,18 @@ impl PlaneRun {
         let phases = Phases::new(window);
         let [kh, kw] = phases.window.kernel;
         let [oh, ow] = phases.window.output;
-        let stacked = (phases.window.stride == [1, 1]
+        let stacked = phases.window.stride == [1, 1]
             && kh == kw
             && matches!(kh, 3 | 5)
             && ow >= LANES
-            && oh >= STACK)
-            .then_some(kh);
+            && oh >= STACK;
         let (vectors, run) = if ow >= LANES {
             // Each row's vectors (the last one ending at the row's end), or each stack's, the
             // last stack ending at the last row.
-            let (ys, last) = match stacked {
-                Some(_) => ((0..oh).step_by(STACK), oh - STACK),
-                None => ((0..oh).step_by(1), oh - 1),
+            let (ys, last) = if stacked {
+                ((0..oh).step_by(STACK), oh - STACK)
+            } else {
+                ((0..oh).step_by(1), oh - 1)
             };
             let row = |y: usize| {
                 let y = y.min(last);
@@ -303,7 +303,11 @@ impl PlaneRun {
 
     /// The scratch every vector reads at every tap's offset.
     fn scratch_len(&self) -> usize {
-        let below = self.stacked.map_or(0, |_| (STACK - 1) * self.phases.width);
+        let below = if self.stacked {
+            (STACK - 1) * self.phases.width
+        } else {
+            0
+        };
         let computed = self.vectors.last().map_or(0, |&[at, _]| at + below + LANES);
         self.phases.reach(computed)
     }
@@ -330,9 +334,9 @@ impl PlaneRun {
         } else {
             &mut *out
         };
-        if let Some(kernel) = self.stacked {
+        if self.stacked {
             for &vector in &self.vectors {
-                match kernel {
+                match self.phases.window.kernel[0] {
                     3 => self.stack::<3, _>(scratch, vector, target, start, step),
                     _ => self.stack::<5, _>(scratch, vector, target, start, step),
                 }

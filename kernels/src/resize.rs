@@ -9,9 +9,9 @@
 //! planes left most of each vector empty.
 
 use tract_core::internal::*;
+use tract_core::ops::nn::resize::{AxisPlan, Resize};
 
 use crate::phases::LANES;
-use tract_core::ops::nn::resize::{AxisPlan, Resize};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resize2d {
@@ -72,9 +72,9 @@ impl Taps {
         })
     }
 
-    /// These taps of an axis over a whole plane of `lines` lines (rows, or columns)
-    /// `across` values wide, laid out by `at(line, position)`: output value `at(line, x)`
-    /// reads input `at'(line, tap's position)`, where `at'` is the input's layout.
+    /// These taps of an axis over a whole plane of `lines` lines across the axis (the columns
+    /// of a row pass, the rows of a column pass): output value `at(line, x)` reads input
+    /// `input_at(line, x's tap's position)`, every index below `reads`.
     fn over_plane(
         &self,
         lines: usize,
