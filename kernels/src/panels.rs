@@ -170,10 +170,9 @@ enum Packing {
     /// Vectors of neighbouring pixels of one output plane, the weights broadcast: the panels.
     Pixels,
     /// Vectors of [`CHANNEL_LANES`] output channels, each pixel's input broadcast (AVX-512
-    /// only): output planes of up to [`BY_CHANNEL_PIXELS`] pixels, where a vector of pixels is
-    /// mostly empty (dlib's 3x3 and 1x1 planes) or is one vector whose every summed row costs
-    /// a load per weight (its 4x4 planes). `positions`: each output pixel's place in the
-    /// computed layout; the sums are written to the output directly.
+    /// only), on small output planes ([`Layer::sums_by_channel_better`]). `positions`: each
+    /// output pixel's place in the computed layout; the sums are written to the output
+    /// directly.
     Channels { positions: Arc<Vec<usize>> },
 }
 
@@ -186,6 +185,14 @@ const CHANNEL_VECTORS: usize = 2;
 
 /// Output planes up to this many pixels are summed by channel where the CPU can.
 const BY_CHANNEL_PIXELS: usize = 16;
+
+/// Output planes up to this many pixels, not whole vectors of them, are summed by channel
+/// where each output sums at least [`BY_CHANNEL_ROWS`] rows ([`Layer::sums_by_channel_better`]).
+const BY_CHANNEL_MORE_PIXELS: usize = 64;
+
+/// See [`BY_CHANNEL_MORE_PIXELS`]: below this many summed rows per output, scattering each
+/// pixel's vector of channels to the planes costs more than the panels' lost lanes.
+const BY_CHANNEL_ROWS: usize = 256;
 
 /// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]) where
 /// that makes fewer vectors of sums.
@@ -218,9 +225,9 @@ impl Conv2dPanels {
         let layer_input = layer.input;
         let [oh, ow] = layer.output;
         let summed_by_channel = by_channel
-            && oh * ow <= BY_CHANNEL_PIXELS
             && layer.outputs >= CHANNEL_LANES
-            && !layer.channels_last;
+            && !layer.channels_last
+            && layer.sums_by_channel_better();
         let (source, computed, offsets, live_taps) = match layer.phases {
             None => {
                 let pixels = oh * ow;
@@ -628,6 +635,25 @@ struct Layer {
 }
 
 impl Layer {
+    /// Whether the sums by channel ([`Packing::Channels`]) beat the panels on this layer's
+    /// output planes: on planes of up to [`BY_CHANNEL_PIXELS`] pixels, where a vector of
+    /// pixels is mostly empty or is one vector whose every summed row costs a load per weight;
+    /// and on planes of up to [`BY_CHANNEL_MORE_PIXELS`] that leave the panels' last vector
+    /// partly empty (7x7: 49 pixels in 64 lanes) where the sums are long enough to hide the
+    /// scatters. Alone, alternating: 256 -> 256 channels 1x1 on 7x7 planes 0.82x the time;
+    /// on whole vectors it was not worth it (128 -> 128 3x3 on 8x8 0.97x, 64 -> 64 1.04x).
+    fn sums_by_channel_better(&self) -> bool {
+        let [oh, ow] = self.output;
+        let pixels = oh * ow;
+        let taps = self.phases.as_ref().map_or(1, |phases| {
+            phases.live_taps().iter().filter(|&&live| live).count()
+        });
+        pixels <= BY_CHANNEL_PIXELS
+            || (pixels <= BY_CHANNEL_MORE_PIXELS
+                && pixels % LANES != 0
+                && self.inputs * taps >= BY_CHANNEL_ROWS)
+    }
+
     fn of(model: &TypedModel, id: usize) -> TractResult<Option<Layer>> {
         let node = &model.nodes[id];
         if node.op_is::<Conv>() {
@@ -1411,7 +1437,7 @@ mod tests {
     const NORM_RELU: Tail = (true, false, Act::Relu);
     const NORM_RESIDUAL: Tail = (true, true, Act::Linear);
 
-    const CASES: [Case; 37] = [
+    const CASES: [Case; 39] = [
         // 1x1: channel counts in and out of whole blocks, planes in and out of whole vectors
         // and panels, smaller than one vector, with and without a ReLU.
         ([16, 16], [96, 96], [1, 1], [0, 0], NONE),
@@ -1464,6 +1490,10 @@ mod tests {
         ([32, 48], [4, 4], [3, 2], [1, 1], NORM_RELU),
         ([48, 48], [4, 4], [1, 1], [0, 0], RESIDUAL),
         ([16, 32], [3, 3], [1, 1], [0, 0], RESIDUAL_RELU),
+        // Up to 64 pixels summed by channel (with AVX-512), over several chunks of pixels:
+        // face-api's 7x7 1x1 layers, a 3x3 of 288 rows on 35 pixels with a residual.
+        ([256, 48], [7, 7], [1, 1], [0, 0], RELU),
+        ([32, 40], [5, 7], [3, 1], [1, 1], RESIDUAL),
         // A batch normalisation left as Mul and Add (FER): before a ReLU, before a residual,
         // after a KxK convolution's own bias.
         ([16, 16], [60, 60], [1, 1], [0, 0], NORM_RELU),
@@ -1515,8 +1545,14 @@ mod tests {
             ([32, 32], [3, 3], 3, RESIDUAL, true),
             ([24, 40], [1, 1], 3, RELU, true),
             ([48, 48], [4, 4], 1, RESIDUAL, true),
-            // More than 16 pixels, or fewer than a vector of channels.
-            ([32, 32], [5, 5], 3, RESIDUAL, false),
+            // Up to 64 pixels, not whole vectors of them, summing 256 rows or more.
+            ([32, 32], [5, 5], 3, RESIDUAL, true),
+            ([256, 32], [7, 7], 1, RELU, true),
+            // Fewer rows, whole vectors of pixels, more than 64, or fewer than a vector of
+            // channels.
+            ([16, 16], [5, 5], 3, RESIDUAL, false),
+            ([256, 32], [8, 8], 1, RELU, false),
+            ([256, 32], [9, 9], 1, RELU, false),
             ([8, 8], [4, 4], 3, RESIDUAL, false),
         ] {
             let model = dense_graph(channels, hw, [kernel, 1], [kernel / 2; 2], tail);
