@@ -17,7 +17,7 @@
 //! at the scratch's width (columns past the output's are dropped); on planes of up to 8x8
 //! pixels, where those columns are a large share, the scratch's rows are gathered first, the
 //! output's pixels alone (dlib's 4x4 and 8x8 layers 0.8-0.9x the time). For a panel of pixels
-//! (one or two vectors of 16), a block of output channels keeps its sums in registers while the
+//! (one to three vectors of 16), a block of output channels keeps its sums in registers while the
 //! (input plane, tap) rows stream through, then adds the bias (then a batch normalisation's
 //! scale and shift where the converter left them as `Mul` and `Add`, and a residual input, the
 //! shortcut of a ResNet or MobileNet block) and applies the ReLU or PRelu that follows, in
@@ -470,7 +470,7 @@ impl Conv2dPanels {
     }
 
     /// Every output plane's sums (`computed` pixels each) from `source`: with AVX-512, eight
-    /// output channels by two vectors of pixels summed in 16 of its 32 registers
+    /// output channels by three vectors of pixels summed in 24 of its 32 registers
     /// ([`avx512`]); elsewhere the portable panels of four output channels by one vector,
     /// which the compiler vectorises (for AVX2 in a copy of their own). Written portably, the
     /// eight by two panel's sums were not kept in registers: gathers and scatters, 10x slower
@@ -746,9 +746,14 @@ impl Layer {
 }
 
 /// The panels in AVX-512 instructions: the sums of eight output channels (a block of the
-/// packed weights) by two vectors of pixels in registers, the last pixels of a plane loaded
-/// and stored under a mask.
+/// packed weights) by two or three vectors of pixels in registers, the last pixels of a plane
+/// loaded and stored under a mask.
+///
+/// Optional values of vectors are made with `match`, not `Option::map`: a closure of intrinsics
+/// called through `map` (which has not the target features) is not inlined, and was a call per
+/// output channel in the epilogues (1x1 layers 0.71-0.91x the time without it).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::manual_map)]
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
@@ -766,6 +771,48 @@ pub(crate) mod avx512 {
     }
 
     impl Epilogue {
+        /// Output channel `channel`'s, broadcast to every lane (the panels).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn of_channel(conv: &Conv2dPanels, channel: usize) -> Epilogue {
+            Epilogue {
+                bias: _mm512_set1_ps(conv.bias[channel]),
+                scale_shift: match &conv.scale_shift {
+                    Some(ScaleShift { scale, shift }) => Some([
+                        _mm512_set1_ps(scale[channel]),
+                        _mm512_set1_ps(shift[channel]),
+                    ]),
+                    None => None,
+                },
+                slope: match &conv.activation {
+                    Activation::Prelu(slopes) => _mm512_set1_ps(slopes[channel]),
+                    _ => _mm512_setzero_ps(),
+                },
+            }
+        }
+
+        /// Output channels `channel..` in the lanes of `live` (the sums by channel).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn of_lanes(conv: &Conv2dPanels, channel: usize, live: __mmask16) -> Epilogue {
+            // SAFETY: the bias is padded to whole groups; the others are read under `live`,
+            // output channels all.
+            let lanes = |values: &[f32]| unsafe {
+                _mm512_maskz_loadu_ps(live, values.as_ptr().add(channel))
+            };
+            Epilogue {
+                bias: lanes(&conv.bias),
+                scale_shift: match &conv.scale_shift {
+                    Some(ScaleShift { scale, shift }) => Some([lanes(scale), lanes(shift)]),
+                    None => None,
+                },
+                slope: match &conv.activation {
+                    Activation::Prelu(slopes) => lanes(slopes),
+                    _ => _mm512_setzero_ps(),
+                },
+            }
+        }
+
         /// `sum` finished in tract's order and roundings: the bias, the scale and shift, the
         /// residual, then the activation (as `Activation::apply`: PRelu multiplies the lanes
         /// not above zero by the slope).
@@ -789,6 +836,11 @@ pub(crate) mod avx512 {
             }
         }
     }
+
+    /// Vectors of pixels per panel over whole planes: three (24 sums in registers) load 11
+    /// values per 24 multiply-adds, two 10 per 16 (1x1 layers 0.9x the time with three; the
+    /// rows of [`rows`] keep two, their widths chosen for them).
+    const PLANE_VECTORS: usize = 3;
 
     /// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
     /// shared by this many pixels and [`CHANNEL_VECTORS`] vectors of channels.
@@ -891,31 +943,28 @@ pub(crate) mod avx512 {
                 lane_planes(pixels),
                 _mm512_set1_epi32((channel * pixels + first) as i32),
             );
-            // SAFETY: the bias is padded to whole groups; the others are read under `live`.
-            let per_channel = |values: &[f32]| unsafe {
-                _mm512_maskz_loadu_ps(live, values.as_ptr().add(channel))
-            };
-            let epilogue = Epilogue {
-                bias: per_channel(&conv.bias),
-                scale_shift: conv
-                    .scale_shift
-                    .as_ref()
-                    .map(|ScaleShift { scale, shift }| [per_channel(scale), per_channel(shift)]),
-                slope: match &conv.activation {
-                    Activation::Prelu(slopes) => per_channel(slopes),
-                    _ => _mm512_setzero_ps(),
-                },
-            };
+            let epilogue = Epilogue::of_lanes(conv, channel, live);
             // The residual's channels (fewer than the output's where the graph padded it).
-            let with_residual = residual
-                .filter(|_| conv.has_residual(channel))
-                .map(|residual| (residual, mask(conv.residual.unwrap_or(0) - channel)));
+            let with_residual = match residual {
+                Some(residual) if conv.has_residual(channel) => {
+                    Some((residual, mask(conv.residual.unwrap_or(0) - channel)))
+                }
+                _ => None,
+            };
             for (j, &sum) in sums.iter().enumerate() {
                 let at = _mm512_add_epi32(at, _mm512_set1_epi32(j as i32));
-                // SAFETY: the lanes read are residual channels' pixels.
-                let residual = with_residual.map(|(residual, lanes)| unsafe {
-                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, at, residual.as_ptr())
-                });
+                let residual = match with_residual {
+                    // SAFETY: the lanes read are residual channels' pixels.
+                    Some((residual, lanes)) => Some(unsafe {
+                        _mm512_mask_i32gather_ps::<4>(
+                            _mm512_setzero_ps(),
+                            lanes,
+                            at,
+                            residual.as_ptr(),
+                        )
+                    }),
+                    None => None,
+                };
                 let value = epilogue.apply(sum, residual, &conv.activation);
                 // SAFETY: the lanes stored are output channels' pixels.
                 unsafe { _mm512_mask_i32scatter_ps::<4>(output.as_mut_ptr(), live, at, value) };
@@ -935,10 +984,10 @@ pub(crate) mod avx512 {
         assert!(reaches(conv, source) && output.len() == conv.outputs * computed);
         let residual_len = conv.residual.unwrap_or(0) * computed;
         assert!(residual.is_none_or(|residual| residual.len() == residual_len));
-        // The last pixels in one masked panel, of two vectors if they need them: every panel
+        // The last pixels in one masked panel, of as many vectors as they need: every panel
         // reads all the weights, which on small planes cost more than the sums (256 -> 256
         // channels, 3x3, on 4x4 planes: 2.4 MB of weights for 24 pixels).
-        for first in (0..computed).step_by(2 * LANES) {
+        for first in (0..computed).step_by(PLANE_VECTORS * LANES) {
             let at = Place {
                 source: first,
                 output: first,
@@ -1005,7 +1054,10 @@ pub(crate) mod avx512 {
         at: Place,
         lanes: usize,
     ) {
-        if lanes > LANES {
+        if lanes > 2 * LANES {
+            let masks = [u16::MAX, u16::MAX, mask(lanes - 2 * LANES)];
+            panel(conv, source, residual, output, at, masks);
+        } else if lanes > LANES {
             let masks = [u16::MAX, mask(lanes - LANES)];
             panel(conv, source, residual, output, at, masks);
         } else {
@@ -1043,8 +1095,11 @@ pub(crate) mod avx512 {
         for channel in (0..conv.outputs).step_by(BLOCK) {
             // This block's weights: BLOCK per summed row.
             let block = &conv.weights[channel * rows..][..rows * BLOCK];
-            let mut sums = [[_mm512_setzero_ps(); V]; BLOCK];
-            for (weights, &offset) in block.chunks_exact(BLOCK).zip(conv.offsets.iter()) {
+            // The sums folded by value: kept in registers (as a mutable array, LLVM stored
+            // them to the stack every row with three vectors).
+            let zero = [[_mm512_setzero_ps(); V]; BLOCK];
+            let rows = block.chunks_exact(BLOCK).zip(conv.offsets.iter());
+            let sums = rows.fold(zero, |mut sums, (weights, &offset)| {
                 // SAFETY: the masks keep every loaded lane at a computed pixel, which `planes`
                 // checked lies inside `source` at every row's offset; masked-off lanes are not
                 // read.
@@ -1058,33 +1113,26 @@ pub(crate) mod avx512 {
                         *sum = _mm512_fmadd_ps(weight, vector, *sum);
                     }
                 }
-            }
+                sums
+            });
             for (r, sums) in sums.iter().enumerate().take(conv.outputs - channel) {
                 let channel = channel + r;
-                let epilogue = Epilogue {
-                    bias: _mm512_set1_ps(conv.bias[channel]),
-                    scale_shift: conv
-                        .scale_shift
-                        .as_ref()
-                        .map(|ScaleShift { scale, shift }| {
-                            [scale, shift].map(|values| _mm512_set1_ps(values[channel]))
-                        }),
-                    slope: match &conv.activation {
-                        Activation::Prelu(slopes) => _mm512_set1_ps(slopes[channel]),
-                        _ => _mm512_setzero_ps(),
-                    },
-                };
+                let epilogue = Epilogue::of_channel(conv, channel);
                 let plane = channel * at.plane..(channel + 1) * at.plane;
-                let residual = residual
-                    .filter(|_| conv.has_residual(channel))
-                    .map(|residual| &residual[plane.clone()]);
+                let residual = match residual {
+                    Some(residual) if conv.has_residual(channel) => Some(&residual[plane.clone()]),
+                    _ => None,
+                };
                 let plane = &mut output[plane];
                 for (v, &sum) in sums.iter().enumerate() {
                     let at = at.output + v * LANES;
-                    // SAFETY: the loaded lanes are computed pixels, inside the plane.
-                    let residual = residual.map(|residual| unsafe {
-                        _mm512_maskz_loadu_ps(masks[v], residual.as_ptr().add(at))
-                    });
+                    let residual = match residual {
+                        // SAFETY: the loaded lanes are computed pixels, inside the plane.
+                        Some(residual) => Some(unsafe {
+                            _mm512_maskz_loadu_ps(masks[v], residual.as_ptr().add(at))
+                        }),
+                        None => None,
+                    };
                     let value = epilogue.apply(sum, residual, &conv.activation);
                     // SAFETY: the stored lanes are computed pixels, inside the plane.
                     unsafe { _mm512_mask_storeu_ps(plane.as_mut_ptr().add(at), masks[v], value) };
