@@ -1065,9 +1065,10 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// The mask of a vector's first `lanes` lanes (all of them from [`LANES`] up).
+    /// The mask of a vector's first `lanes` lanes (none for zero, all of them from [`LANES`]
+    /// up).
     pub(crate) fn mask(lanes: usize) -> __mmask16 {
-        (u32::MAX >> (32 - lanes.min(LANES))) as u16
+        ((1u32 << lanes.min(LANES)) - 1) as u16
     }
 
     /// Lane `c` at `c * len`: where a vector of channels' values of one pixel are in their
