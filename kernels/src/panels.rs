@@ -424,14 +424,15 @@ impl Conv2dPanels {
         // where the sums are laid out as the output.
         let ow = self.output_shape[self.output_shape.len() - 1];
         let width = self.computed / (pixels / ow);
-        // Row by row where a row's panels (two vectors each) sum at most 1/8 more pixels than
-        // the scratch's width (BlazeFace's and face-api's first layers, 96 and 56 columns:
-        // 0.67-0.8x the time; the gender network's 32: 0.77-0.92x). On dlib's 35 and 17
-        // columns the masked last vectors cost more than the copy (1.3-1.5x), and the gender
-        // network's rows of 16 were panels of one vector (1.16-1.22x).
+        // Row by row where a row's vectors sum at most 1/8 more pixels than the scratch's
+        // width (BlazeFace's and face-api's first layers, 96 and 56 columns: 0.67-0.8x the
+        // time; the gender network's 32: 0.77-0.92x; dlib's 72, since round 17: 0.93x). On
+        // dlib's 35 and 17 columns the masked last vectors cost more than the copy (1.3-1.5x),
+        // and the gender network's rows of 16 were panels of one vector (1.16-1.22x).
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
-            && ow.next_multiple_of(2 * LANES) * 8 <= width * 9
+            && ow > LANES
+            && ow.next_multiple_of(LANES) * 8 <= width * 9
         {
             // SAFETY: the CPU has the instructions the function is compiled for.
             return unsafe { avx512::rows(self, &source, output, [width, ow]) };
@@ -837,9 +838,9 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// Vectors of pixels per panel over whole planes: three (24 sums in registers) load 11
-    /// values per 24 multiply-adds, two 10 per 16 (1x1 layers 0.9x the time with three; the
-    /// rows of [`rows`] keep two, their widths chosen for them).
+    /// Vectors of pixels per panel, over whole planes and along [`rows`]: three (24 sums in
+    /// registers) load 11 values per 24 multiply-adds, two 10 per 16 (1x1 layers 0.71-0.91x
+    /// the time with three, first layers by rows 0.9-1.0x).
     const PLANE_VECTORS: usize = 3;
 
     /// Pixels summed at once by channel: the broadcasts and weight loads of a summed row are
@@ -1012,7 +1013,7 @@ pub(crate) mod avx512 {
         let oh = computed / width;
         assert!(reaches(conv, source) && output.len() == conv.outputs * oh * ow && ow <= width);
         for y in 0..oh {
-            for x in (0..ow).step_by(2 * LANES) {
+            for x in (0..ow).step_by(PLANE_VECTORS * LANES) {
                 let at = Place {
                     source: y * width + x,
                     output: y * ow + x,
