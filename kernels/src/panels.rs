@@ -747,7 +747,7 @@ impl Layer {
 }
 
 /// The panels in AVX-512 instructions: the sums of eight output channels (a block of the
-/// packed weights) by two or three vectors of pixels in registers, the last pixels of a plane
+/// packed weights) by up to three vectors of pixels in registers, the last pixels of a plane
 /// loaded and stored under a mask.
 ///
 /// Optional values of vectors are made with `match`, not `Option::map`: a closure of intrinsics

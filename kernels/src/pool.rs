@@ -26,7 +26,7 @@ pub struct MaxPool2d {
     run: PlaneRun,
     /// A 3x3 pool of stride 2 padded after the input only (face-api's, FER's, dlib's), which
     /// AVX-512 computes from the input rows themselves ([`avx512::max_3x3_stride_2`]).
-    pairs: bool,
+    from_rows: bool,
 }
 
 impl MaxPool2d {
@@ -46,21 +46,21 @@ impl MaxPool2d {
             return Ok(None);
         }
         let [oh, ow] = window.output;
-        let pairs = window.kernel == [3, 3]
+        let from_rows = window.kernel == [3, 3]
             && window.stride == [2, 2]
             && window.pad == [0, 0]
             && 2 * (oh - 1) < window.input[0]
             && 2 * (ow - 1) < window.input[1];
         Ok(Some(MaxPool2d {
             run: PlaneRun::new(window),
-            pairs,
+            from_rows,
         }))
     }
 
     /// Every output plane from `input`.
     fn pool(&self, input: &[f32], output: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if self.pairs && std::arch::is_x86_feature_detected!("avx512f") {
+        if self.from_rows && std::arch::is_x86_feature_detected!("avx512f") {
             let window = &self.run.phases.window;
             // SAFETY: the CPU has the instructions the function is compiled for.
             return unsafe { avx512::max_3x3_stride_2(input, window.input, output, window.output) };
@@ -199,6 +199,7 @@ mod avx512 {
         let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
         let padding = _mm512_set1_ps(f32::MIN);
         let rows = plane.len() / w;
+        assert!((y + R) * ow <= out.len());
         for x in (0..ow).step_by(LANES) {
             let mut maxima = [padding; R];
             for ky in 0..3 {
@@ -226,7 +227,7 @@ mod avx512 {
                 }
             }
             for (r, &maxima) in maxima.iter().enumerate() {
-                // SAFETY: the lanes stored are the output row's.
+                // SAFETY: the lanes stored are the output row's (inside `out`: checked above).
                 unsafe {
                     let to = out.as_mut_ptr().add((y + r) * ow + x);
                     _mm512_mask_storeu_ps(to, mask(ow - x), maxima);
