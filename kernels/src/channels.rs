@@ -94,7 +94,7 @@ pub(crate) mod avx512 {
     /// each output value the bias plus its taps' products in tract's order, multiplied and
     /// added without fusing, as the planes' kernel sums them (the same values).
     #[target_feature(enable = "avx512f")]
-    pub(crate) fn compute(layer: &ByChannel, input: &[f32], output: &mut [f32]) {
+    pub(crate) fn compute(layer: &ByChannel, relu_input: bool, input: &[f32], output: &mut [f32]) {
         let window = &layer.window;
         let ([h, w], [oh, ow]) = (window.input, window.output);
         let [sy, sx] = window.stride;
@@ -115,12 +115,15 @@ pub(crate) mod avx512 {
             for &[at, pixel] in &layer.inside {
                 unsafe {
                     let base = input.as_ptr().add(block * h * w + pixel);
-                    let values = _mm512_mask_i32gather_ps::<4>(
+                    let mut values = _mm512_mask_i32gather_ps::<4>(
                         _mm512_setzero_ps(),
                         live,
                         input_planes,
                         base,
                     );
+                    if relu_input {
+                        values = _mm512_max_ps(values, _mm512_setzero_ps());
+                    }
                     _mm512_storeu_ps(scratch.as_mut_ptr().add(at * LANES), values);
                 }
             }

@@ -56,6 +56,8 @@ pub struct DepthwiseConv2d {
     /// Where the planes are narrower than a vector and the CPU can (AVX-512): the layer
     /// summed by channel instead.
     by_channel: Option<Arc<ByChannel>>,
+    /// Whether the input is taken through a ReLU first ([`DepthwiseConv2d::patch_for`]).
+    relu_input: bool,
 }
 
 impl DepthwiseConv2d {
@@ -87,7 +89,41 @@ impl DepthwiseConv2d {
             filters: Arc::new(layer.weights.kernel),
             bias: Arc::new(layer.weights.bias),
             by_channel: by_channel.map(Arc::new),
+            relu_input: false,
         }))
+    }
+
+    /// A patch replacing node `id` by this kernel with the ReLU before it taken in, if `id` is
+    /// a convolution [`Self::for_node`] takes whose input is a ReLU (a `Max` with constant
+    /// zero) read by it alone. Xception's blocks (face-api's age and gender network, FER) add
+    /// a shortcut, then pass the sum through a ReLU to a separable convolution and unchanged
+    /// to the next shortcut: the convolution before the sum cannot take the ReLU in, and tract
+    /// ran it as a pass of its own (2% of face-api's age and gender network). Here the
+    /// scratch the input is copied into is passed through the ReLU, padding included (the
+    /// padding's zero is its own ReLU).
+    pub fn patch_for(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+        let Some(&relu) = model.nodes[id].inputs.first() else {
+            return Ok(None);
+        };
+        let Some(relu_input) = crate::panels::relu_input(model, relu.node)? else {
+            return Ok(None);
+        };
+        if crate::panels::single_successor(model, relu)?.is_none_or(|next| next.id != id) {
+            return Ok(None);
+        }
+        let Some(mut op) = Self::for_node(model, id)? else {
+            return Ok(None);
+        };
+        op.relu_input = true;
+        let node = &model.nodes[id];
+        let mut patch = TypedModelPatch::new("facecast.DepthwiseConv2d with its input's ReLU");
+        let mut inputs = tvec![patch.tap_model(model, relu_input)?];
+        for &input in &node.inputs[1..] {
+            inputs.push(patch.tap_model(model, input)?);
+        }
+        let output = patch.wire_node(&node.name, op, &inputs)?;
+        patch.shunt_outside(model, OutletId::new(id, 0), output[0])?;
+        Ok(Some(patch))
     }
 
     /// Every output plane from `input` (both channels first): by channel where
@@ -96,7 +132,9 @@ impl DepthwiseConv2d {
         #[cfg(target_arch = "x86_64")]
         if let Some(by_channel) = &self.by_channel {
             // SAFETY: `by_channel` is set only where the CPU has AVX-512.
-            return unsafe { crate::channels::avx512::compute(by_channel, input, output) };
+            return unsafe {
+                crate::channels::avx512::compute(by_channel, self.relu_input, input, output)
+            };
         }
         self.convolve_planes(input, output)
     }
@@ -120,6 +158,9 @@ impl DepthwiseConv2d {
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
         for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
             phases.fill_plane(plane, &mut scratch);
+            if self.relu_input {
+                scratch.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
             for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
                 let channel = group * self.group_outputs + o;
                 let filter = &self.filters[channel * taps..][..taps];
@@ -203,6 +244,9 @@ impl TypedOp for DepthwiseConv2d {
 
 #[cfg(test)]
 mod tests {
+    use tract_core::internal::*;
+
+    use super::DepthwiseConv2d;
     use crate::tests::{assert_close, conv_graph, installed, ours_and_theirs};
 
     #[test]
@@ -282,6 +326,51 @@ mod tests {
             // tract's matrix products fuse each multiply and add.
             assert_close(&ours, &theirs, &case);
         }
+    }
+
+    /// Xception's block: `x + x` read by a ReLU before a depthwise layer of `channels` on
+    /// `hw` planes and by a second output (the next shortcut); the ReLU read by the layer
+    /// alone unless `relu_shared`.
+    fn relu_then_depthwise(channels: usize, hw: [usize; 2], relu_shared: bool) -> TypedModel {
+        use tract_core::ops::math;
+        let mut model = conv_graph([channels; 3], hw, 3, 1, [1, 1]);
+        let conv = model.node_id_by_name("op").unwrap();
+        let x = model.nodes[conv].inputs[0];
+        let sum = model.wire_node("sum", math::add(), &[x, x]).unwrap()[0];
+        let zero = model.add_const("zero", tensor4(&[[[[0f32]]]])).unwrap();
+        let relu = model.wire_node("relu", math::max(), &[sum, zero]).unwrap()[0];
+        model.add_edge(relu, InletId::new(conv, 0)).unwrap();
+        let mut outputs = vec![OutletId::new(conv, 0), sum];
+        if relu_shared {
+            outputs.push(relu);
+        }
+        model.select_output_outlets(&outputs).unwrap();
+        model
+    }
+
+    /// Whether [`crate::install`] makes `model`'s depthwise layer take its input's ReLU in.
+    fn relu_taken_in(mut model: TypedModel) -> bool {
+        crate::install(&mut model).unwrap();
+        let model = model.into_decluttered().unwrap();
+        let mut layers = model
+            .nodes
+            .iter()
+            .filter_map(|n| n.op_as::<DepthwiseConv2d>());
+        layers.next().unwrap().relu_input
+    }
+
+    #[test]
+    fn takes_in_the_relu_before_it_read_by_it_alone() {
+        // Planes by rows and by channel (with AVX-512).
+        for (channels, hw) in [(16, [20, 24]), (32, [7, 9])] {
+            assert!(relu_taken_in(relu_then_depthwise(channels, hw, false)));
+            let (ours, theirs) =
+                ours_and_theirs(channels, hw, || relu_then_depthwise(channels, hw, false));
+            assert_eq!(ours, theirs, "{channels}x{hw:?}");
+            assert!(ours.iter().any(|&v| v != 0.0));
+        }
+        // A ReLU read by others too is left out.
+        assert!(!relu_taken_in(relu_then_depthwise(16, [20, 24], true)));
     }
 
     #[test]

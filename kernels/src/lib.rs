@@ -42,7 +42,11 @@ use tract_core::prelude::*;
 pub fn install(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in 0..model.nodes.len() {
-        if let Some(op) = kernel_for(model, id)? {
+        if let Some(patch) = depthwise::DepthwiseConv2d::patch_for(model, id)? {
+            // Its input's ReLU left unread, as the panels' patches leave theirs.
+            patch.apply(model)?;
+            replaced += 1;
+        } else if let Some(op) = kernel_for(model, id)? {
             model.nodes[id].op = op;
             replaced += 1;
         } else if let Some(patch) = panels::Conv2dPanels::patch_for(model, id)? {

@@ -1227,7 +1227,10 @@ fn zero_channel_padding(
 }
 
 /// The node that alone reads `outlet`, if `outlet` is not a model output.
-fn single_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<&TypedNode>> {
+pub(crate) fn single_successor(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<&TypedNode>> {
     let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
         return Ok(None);
@@ -1258,13 +1261,33 @@ pub(crate) fn single_binary_successor<Mini: BinMiniOp>(
     Ok(Some((next.id, other)))
 }
 
-/// The node that alone reads `outlet`, if it is a ReLU (a `Max` with constant zero) and
-/// `outlet` is not a model output.
+/// The node that alone reads `outlet`, if it is a ReLU of it ([`relu_input`]) and `outlet` is
+/// not a model output.
 pub(crate) fn relu_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
-    let Some((max, other)) = single_binary_successor::<Max>(model, outlet)? else {
+    let Some(next) = single_successor(model, outlet)? else {
         return Ok(None);
     };
-    Ok((constant_values(model, other, 1)? == Some(vec![0.0])).then_some(max))
+    Ok((relu_input(model, next.id)? == Some(outlet)).then_some(next.id))
+}
+
+/// If node `id` is a ReLU (a `Max` with constant zero): what it reads.
+pub(crate) fn relu_input(model: &TypedModel, id: usize) -> TractResult<Option<OutletId>> {
+    let node = &model.nodes[id];
+    let is_max = node
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.is::<Max>());
+    let &[a, b] = &node.inputs[..] else {
+        return Ok(None);
+    };
+    if !is_max {
+        return Ok(None);
+    }
+    for (input, other) in [(a, b), (b, a)] {
+        if constant_values(model, other, 1)? == Some(vec![0.0]) {
+            return Ok(Some(input));
+        }
+    }
+    Ok(None)
 }
 
 /// The values of constant `outlet` if [`channel_values`] takes them.
