@@ -22,8 +22,9 @@
 //! block of output channels at a time, without packing (`panels.rs`), with what follows them:
 //! the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu;
 //! a 1x1 convolution of stride 2 reads its planes itself (tract downsampled them in two passes
-//! first). The `Add`s no convolution takes in, chains of them and the ReLU after (face-api's
-//! dense blocks), are one pass each (`sum.rs`).
+//! first); a depthwise convolution takes in the ReLU before it where it alone reads it
+//! (Xception's blocks). The `Add`s no convolution takes in, chains of them and the ReLU after
+//! (face-api's dense blocks), are one pass each (`sum.rs`).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the
