@@ -204,12 +204,17 @@ impl Op for DepthwiseConv2d {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} planes of {} channels each, {}{}",
+            "{} planes of {} channels each, {}{}{}",
             self.groups,
             self.group_outputs,
             self.run.phases.window.describe(),
             if self.by_channel.is_some() {
                 ", by channel"
+            } else {
+                ""
+            },
+            if self.relu_input {
+                ", input through a ReLU"
             } else {
                 ""
             }
