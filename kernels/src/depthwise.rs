@@ -159,7 +159,7 @@ impl DepthwiseConv2d {
         for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
             phases.fill_plane(plane, &mut scratch);
             if self.relu_input {
-                scratch.iter_mut().for_each(|v| *v = v.max(0.0));
+                crate::relu(&mut scratch);
             }
             for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
                 let channel = group * self.group_outputs + o;

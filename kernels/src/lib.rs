@@ -315,6 +315,13 @@ fn computed_planes(
     Ok(tvec!(output.into_tvalue()))
 }
 
+/// tract's ReLU (a `Max` with zero) of `values`, in place: what the panels, the sums of
+/// `Add`s and the depthwise layers apply after or before their own work.
+#[inline(always)]
+fn relu(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
 /// The height and width of a plane: the last two axes of `shape`.
 fn plane(shape: &[usize]) -> [usize; 2] {
     [shape[shape.len() - 2], shape[shape.len() - 1]]

@@ -141,7 +141,7 @@ impl Activation {
     fn apply(&self, channel: usize, values: &mut [f32]) {
         match self {
             Activation::Linear => {}
-            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Relu => crate::relu(values),
             Activation::Prelu(slopes) => crate::prelu::prelu(values, slopes[channel]),
         }
     }

@@ -103,7 +103,7 @@ impl SumChain {
                 }
             }
             if self.relu {
-                out.iter_mut().for_each(|v| *v = v.max(0.0));
+                crate::relu(out);
             }
         }
     }
