@@ -298,13 +298,18 @@ def paired_peer(args) -> dict:
     (docs/performance.md): a ratio is taken between the medians of two blocks run one after the
     other, and the rounds' ratios are summarised. Both runtimes hold their model loaded; each
     block starts with what the other side left in the caches, as in a pipeline of several
-    models."""
+    models. Both sides run on one CPU (--cpu; the facecast processes inherit this process's
+    affinity): this machine's two vCPUs are fast or slow independently of each other (ratios
+    between processes on different vCPUs swung by 1.5x either way; docs/performance.md, round
+    18), and taking turns on one vCPU puts both runtimes in the same state."""
+    cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
     ort, settings, entries, session_of = onnxruntime_setup()
     record = base_record("paired", ort.__version__)
     servers = {("facecast" if len(args.facecast) == 1 else f"facecast{i + 1}"): FacecastServer(b)
                for i, b in enumerate(args.facecast)}
     record["settings"] = {**settings, "block_ms": args.block_ms, "rounds": args.rounds,
-                          "warmup": args.warmup,
+                          "warmup": args.warmup, "cpu": cpu,
                           "facecast": {side: s.binary for side, s in servers.items()}}
     ids = args.models.split(",") if args.models else list(entries)
     models = {}
@@ -371,6 +376,8 @@ def main() -> int:
     p.add_argument("--models", help="paired: model ids, comma-separated (default: all)")
     p.add_argument("--block-ms", type=float, default=250, help="paired: about this long a block")
     p.add_argument("--rounds", type=int, default=12, help="paired: blocks per side and model")
+    p.add_argument("--cpu", type=int,
+                   help="paired: the one CPU both sides run on (default: the last one allowed)")
     args = p.parse_args()
     if args.peer == "paired" and not args.facecast:
         p.error("paired needs --facecast BINARY")
