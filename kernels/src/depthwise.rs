@@ -22,9 +22,10 @@
 //! covering a channel's set-up.
 //!
 //! Planes narrower than a vector, with AVX-512, are summed a vector of channels at a time
-//! instead ([`ByChannel`]: gathered in and scattered out pixel by pixel, no transposed copies):
+//! instead ([`ByChannel`]: squares of pixels by channels transposed in and out in registers):
 //! one layer alone, 6x6x384 0.35x the time, 12x12x256 stride 2 0.41x, 3x3x128 0.17x, 12x12x128
-//! 0.82x, 14x14x256 0.88x; on planes of 16 columns and more it is 1.5-2x slower than the rows.
+//! 0.82x, 14x14x256 0.88x (round 16, gathering and scattering each pixel; 0.74-0.87x that
+//! since round 18); on planes of 16 columns and more it is 1.1-1.7x slower than the rows.
 //!
 //! Each output is the bias plus the taps in tract's order (row, then column), multiplied and
 //! added without fusing, as tract's depthwise kernel does on x86-64: the same values there (the
