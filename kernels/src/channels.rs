@@ -114,8 +114,8 @@ pub(crate) mod avx512 {
     const CHAINS: usize = 8;
 
     /// Every output plane from `input` (both channels first), [`LANES`] channels at a time:
-    /// each output value the bias plus its taps' products in tract's order, multiplied and
-    /// added without fusing, as the planes' kernel sums them (the same values).
+    /// each output value the bias plus its taps' products in tract's order, each multiply
+    /// and add fused (as the depthwise stacks: see the depthwise module's doc).
     #[target_feature(enable = "avx512f")]
     pub(crate) fn compute(layer: &ByChannel, relu_input: bool, input: &[f32], output: &mut [f32]) {
         let window = &layer.window;
@@ -205,7 +205,8 @@ pub(crate) mod avx512 {
     }
 
     /// The sums of `N` neighbouring output pixels of a row from `first` (the first one's
-    /// first tap in the scratch), side by side, each the bias plus its taps in order; no tap
+    /// first tap in the scratch), side by side, each the bias plus its taps in order (fused
+    /// multiply-adds); no tap
     /// reads further than `reach` past its pixel's first.
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -228,7 +229,7 @@ pub(crate) mod avx512 {
                 let at = scratch.as_ptr().add(first + offset);
                 for (j, sum) in sums.iter_mut().enumerate() {
                     let x = _mm512_load_ps((*at.add(j * sx)).0.as_ptr());
-                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(weight, x));
+                    *sum = _mm512_fmadd_ps(weight, x, *sum);
                 }
             }
         }

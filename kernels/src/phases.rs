@@ -256,7 +256,7 @@ pub(crate) struct PlaneRun {
 }
 
 /// Output rows computed together by a stack of vectors (see [`PlaneRun`]).
-const STACK: usize = 8;
+pub(crate) const STACK: usize = 8;
 
 impl PlaneRun {
     pub fn new(window: Window) -> PlaneRun {
@@ -310,6 +310,12 @@ impl PlaneRun {
         };
         let computed = self.vectors.last().map_or(0, |&[at, _]| at + below + LANES);
         self.phases.reach(computed)
+    }
+
+    /// Where each stack of [`STACK`] vectors starts, in the scratch and in the output plane,
+    /// if the vectors are stacks: a stride-1 KxK window, K = 3 or 5.
+    pub fn stacks(&self) -> Option<&[[usize; 2]]> {
+        self.stacked.then_some(&self.vectors[..])
     }
 
     /// A buffer for one run's values (empty when the vectors are written into the output).
