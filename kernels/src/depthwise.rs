@@ -27,13 +27,13 @@
 //! 0.82x, 14x14x256 0.88x (round 16, gathering and scattering each pixel; 0.74-0.87x that
 //! since round 18); on planes of 16 columns and more it is 1.1-1.7x slower than the rows.
 //!
-//! Each output is the bias plus the taps in tract's order (row, then column). The AVX-512
-//! kernels (the stacks and by channel) fuse each multiply and add, as onnxruntime's do: one
-//! rounding instead of two, within 1e-5 of tract's values (the tests compare), and half the
-//! arithmetic, which bounds these kernels (one layer alone, round 18: 3x3 layers on 28x28 to
-//! 56x56 planes 0.66-0.82x the time, 5x5 0.58x, by channel 0.83-0.97x). The portable kernels
-//! multiply and add without fusing, as tract's depthwise kernel does on x86-64: the same
-//! values there (the tests compare).
+//! Each output is the bias plus the taps in tract's order (row, then column), each multiply
+//! and add fused where the CPU has the instruction ([`crate::fused_multiply_add`]: one
+//! rounding instead of two, within 1e-5 of tract's values, the tests compare; half the
+//! arithmetic, which bounds these kernels: one layer alone, round 18, 3x3 layers on 28x28 to
+//! 56x56 planes 0.66-0.82x the time, 5x5 0.58x, by channel 0.83-0.97x). Elsewhere they are
+//! multiplied and added without fusing, as tract's depthwise kernel does on x86-64: the same
+//! values as tract there (the tests compare).
 
 use std::sync::Arc;
 
@@ -131,16 +131,10 @@ impl DepthwiseConv2d {
         Ok(Some(patch))
     }
 
-    /// Whether this layer's multiply-adds are fused (its AVX-512 kernels, see the module's
-    /// doc).
+    /// Whether this layer's multiply-adds are fused ([`crate::fused_multiply_add`]; always
+    /// in the AVX-512 kernels, by channel and the stacks').
     fn fused(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self.by_channel.is_some()
-            || self.run.stacks().is_some() && std::arch::is_x86_feature_detected!("avx512f")
-        {
-            return true;
-        }
-        false
+        crate::fused_multiply_add()
     }
 
     /// Every output plane from `input` (both channels first): by channel where
@@ -176,6 +170,7 @@ impl DepthwiseConv2d {
         let mut scratch = self.run.scratch(0.0);
         let mut values = self.run.values();
         let taps = self.run.offsets.len();
+        let fused = self.fused();
         let inputs = input.chunks_exact(h * w);
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
         for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
@@ -187,8 +182,13 @@ impl DepthwiseConv2d {
                 let channel = group * self.group_outputs + o;
                 let filter = &self.filters[channel * taps..][..taps];
                 let bias = self.bias[channel];
-                let sum = WeightedSum { filter };
-                self.run.compute(&scratch, &mut values, out, bias, &sum);
+                if fused {
+                    let sum = WeightedSum::<true> { filter };
+                    self.run.compute(&scratch, &mut values, out, bias, &sum);
+                } else {
+                    let sum = WeightedSum::<false> { filter };
+                    self.run.compute(&scratch, &mut values, out, bias, &sum);
+                }
             }
         }
     }
@@ -278,12 +278,13 @@ mod avx512 {
     }
 }
 
-/// A depthwise filter's step: the tap's weight times the pixels, added to the sums.
-struct WeightedSum<'a> {
+/// A depthwise filter's step: the tap's weight times the pixels, added to the sums, in one
+/// rounding if FUSED ([`crate::fused_multiply_add`]).
+struct WeightedSum<'a, const FUSED: bool> {
     filter: &'a [f32],
 }
 
-impl TapStep for WeightedSum<'_> {
+impl<const FUSED: bool> TapStep for WeightedSum<'_, FUSED> {
     type Tap = f32;
 
     #[inline(always)]
@@ -294,7 +295,11 @@ impl TapStep for WeightedSum<'_> {
     #[inline(always)]
     fn step(&self, sum: &mut [f32; LANES], weight: f32, pixels: [f32; LANES]) {
         for (s, &x) in sum.iter_mut().zip(&pixels) {
-            *s += weight * x;
+            *s = if FUSED {
+                weight.mul_add(x, *s)
+            } else {
+                *s + weight * x
+            };
         }
     }
 }

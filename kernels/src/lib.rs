@@ -95,8 +95,29 @@ fn fixed_shapes(model: &TypedModel, id: usize) -> TractResult<Option<(TVec<usize
     Ok(Some((input_shape.into(), output_shape.into())))
 }
 
+/// Whether the depthwise layers fuse each multiply and add (one rounding) on this CPU: where
+/// it has the instruction in the vectors the kernels run on (x86-64 with AVX-512, or AVX2 and
+/// FMA; every aarch64), as onnxruntime does. It halves their arithmetic, which bounds them
+/// (3x3 layers 0.66-0.82x the time, 5x5 0.58x: docs/performance.md, round 18), and every CPU
+/// that fuses computes the same values (the ARM test compares with x86-64's: quantised
+/// models round each layer's values to 8 bits, so one rounding apart in a layer can move an
+/// output by a step). Elsewhere they multiply and add as tract does.
+pub(crate) fn fused_multiply_add() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            || std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        cfg!(target_arch = "aarch64")
+    }
+}
+
 /// Defines method `$name` of `$ty`: its `#[inline(always)]` method `$portable` (same
-/// arguments) compiled again for AVX-512 and for AVX2, the copy chosen by the CPU it runs on.
+/// arguments) compiled again for AVX-512 and for AVX2 with FMA (each copy's `f32::mul_add` one
+/// instruction: see [`fused_multiply_add`]), the copy chosen by the CPU it runs on.
 /// The compiler vectorises portable code for the build's baseline (SSE2 on x86-64); the
 /// depthwise kernel's sums ran 1.4-2.4x faster in the AVX-512 copy (measured on its layers).
 /// (A generic function taking the sums as a closure lost the vectorisation: the closure was
@@ -110,14 +131,16 @@ macro_rules! on_widest_vectors {
                 unsafe fn avx512(this: &$ty, $($arg: $arg_ty),*) {
                     this.$portable($($arg),*)
                 }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2(this: &$ty, $($arg: $arg_ty),*) {
                     this.$portable($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has the instructions the function is compiled for.
                     return unsafe { avx512(self, $($arg),*) };
-                } else if std::arch::is_x86_feature_detected!("avx2") {
+                } else if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
                     // SAFETY: as above.
                     return unsafe { avx2(self, $($arg),*) };
                 }

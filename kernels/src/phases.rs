@@ -313,7 +313,9 @@ impl PlaneRun {
     }
 
     /// Where each stack of [`STACK`] vectors starts, in the scratch and in the output plane,
-    /// if the vectors are stacks: a stride-1 KxK window, K = 3 or 5.
+    /// if the vectors are stacks: a stride-1 KxK window, K = 3 or 5 (for the depthwise
+    /// layers' AVX-512 kernel).
+    #[cfg(target_arch = "x86_64")]
     pub fn stacks(&self) -> Option<&[[usize; 2]]> {
         self.stacked.then_some(&self.vectors[..])
     }
