@@ -12,7 +12,7 @@
 //! at 20-26% of FaceMesh and Iris, and depthwise convolutions at 35-45% of the MobileNet-style
 //! networks, 0.5 GMAC/s on BlazeFace's 6x6x384 planes. The kernels here compute tract's values
 //! (the same comparisons, the same weights summed in the same order; the depthwise layers'
-//! multiply-adds fused where the CPU can, a rounding apart: [`fused_multiply_add`]) in loops
+//! multiply-adds fused where the CPU can, a rounding apart: `fused_multiply_add`) in loops
 //! the compiler vectorises: the resize a whole row at a time, the 2x2 pools (max, and the average pools of
 //! dlib's ResNet and the gender network, which tract visits window by window) a row of windows
 //! at a time; [`ChannelPrelu`] is one select per value. The other pools and the convolutions
