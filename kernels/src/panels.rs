@@ -237,12 +237,16 @@ impl Conv2dPanels {
             Some(phases) => {
                 let live_taps = phases.live_taps();
                 let offsets = phases.offsets(layer.inputs, &live_taps);
-                // Gathered where that saves vectors of sums (not on 3x3 planes: 9 and 15 pixels are
-                // one vector either way), but not for the sums by channel, which read each
-                // output pixel's own taps wherever they are.
+                // Gathered where that saves vectors of sums against rows padded on both sides
+                // (not on 3x3 planes: 9 and 15 pixels are one vector either way), but not for
+                // the sums by channel, which read each output pixel's own taps wherever they
+                // are. (Against the phases' rows, which share their padding since round 18, a
+                // 5x5 plane makes as many vectors as gathered; gathered, the sums are laid out
+                // as the output and take a residual in.)
                 let vectors = |width: usize| (oh * width).div_ceil(LANES);
+                let [kw, sx] = [phases.window.kernel[1], phases.window.stride[1]];
                 if oh * ow <= GATHERED_PIXELS
-                    && vectors(ow) < vectors(phases.width)
+                    && vectors(ow) < vectors(ow + (kw - 1) / sx)
                     && !summed_by_channel
                 {
                     let pixels = oh * ow;

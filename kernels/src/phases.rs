@@ -9,7 +9,9 @@ pub(crate) const MAX_STRIDE: usize = 2;
 /// `py, py + S, ...` and columns `px, px + S, ...`) is a `height` by `width` plane at
 /// `(i * S * S + py * S + px) * height * width`. Output pixel `(y, x)`'s tap `(ky, kx)` is
 /// phase `(ky % S, kx % S)`'s pixel `(y + ky / S, x + kx / S)`; the outputs are computed at
-/// `width` per row, so that pixel is the output position plus a fixed offset.
+/// `width` per row, so that pixel is the output position plus a fixed offset. At stride 1 the
+/// rows share their padding columns: padded column `c` of row `r` is at `r * width + c`, the
+/// columns before the input's in the row above's zeros.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Phases {
     pub window: Window,
@@ -37,9 +39,19 @@ impl Phases {
         let [kh, kw] = window.kernel;
         let [sy, sx] = window.stride;
         let [oh, ow] = window.output;
-        let (height, width) = (oh + (kh - 1) / sy, ow + (kw - 1) / sx);
         let [h, w] = window.input;
         let [top, left] = window.pad;
+        let height = oh + (kh - 1) / sy;
+        // At stride 1 a row's padding on the right is the next row's on the left: each row is
+        // its input row and as many zeros as the wider side's padding (the columns a row's
+        // last taps read past the input, and its next row's first taps before it), instead of
+        // both sides' (dlib's 17x17 planes: rows of 18 instead of 19; the panels sum every
+        // column of a row, the output's and the rest).
+        let width = if sx == 1 {
+            (left + w).max((ow + kw - 1).saturating_sub(left)).max(ow)
+        } else {
+            ow + (kw - 1) / sx
+        };
         let phase_len = height * width;
         let rows = (0..h)
             .filter_map(|y| {
