@@ -160,36 +160,70 @@ impl DepthwiseConv2d {
         fn convolve_planes => convolve_portable(input: &[f32], output: &mut [f32])
     );
 
-    /// Every output plane from `input` (both channels first), an input plane at a time through
-    /// one scratch, zeroed once: only the input's pixels are written for each plane.
+    /// Every output plane from `input` (both channels first), an input plane at a time
+    /// ([`Self::each_plane`]).
     #[inline(always)]
     fn convolve_portable(&self, input: &[f32], output: &mut [f32]) {
+        let mut planes = PortablePlanes {
+            conv: self,
+            values: self.run.values(),
+            fused: self.fused(),
+        };
+        self.each_plane(input, output, &mut planes);
+    }
+
+    /// [`PlaneKernel::plane`] for each output plane: with the scratch of its input plane
+    /// (through the ReLU if the layer takes it in; one scratch zeroed once for all, only the
+    /// input's pixels written for each plane), and the plane's filter and bias.
+    #[inline(always)]
+    fn each_plane(&self, input: &[f32], output: &mut [f32], kernel: &mut impl PlaneKernel) {
         let phases = &self.run.phases;
         let [h, w] = phases.window.input;
         let [oh, ow] = phases.window.output;
         let mut scratch = self.run.scratch(0.0);
-        let mut values = self.run.values();
         let taps = self.run.offsets.len();
-        let fused = self.fused();
         let inputs = input.chunks_exact(h * w);
         let outputs = output.chunks_exact_mut(self.group_outputs * oh * ow);
-        for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
-            phases.fill_plane(plane, &mut scratch);
+        for (group, (input, out)) in inputs.zip(outputs).enumerate() {
+            phases.fill_plane(input, &mut scratch);
             if self.relu_input {
                 crate::relu(&mut scratch);
             }
             for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
                 let channel = group * self.group_outputs + o;
                 let filter = &self.filters[channel * taps..][..taps];
-                let bias = self.bias[channel];
-                if fused {
-                    let sum = WeightedSum::<true> { filter };
-                    self.run.compute(&scratch, &mut values, out, bias, &sum);
-                } else {
-                    let sum = WeightedSum::<false> { filter };
-                    self.run.compute(&scratch, &mut values, out, bias, &sum);
-                }
+                kernel.plane(&scratch, out, filter, self.bias[channel]);
             }
+        }
+    }
+}
+
+/// What [`DepthwiseConv2d::each_plane`] computes each output plane with. A trait rather than a
+/// closure: a closure is compiled with its defining function's target features, and the
+/// portable kernel's, inlined into the AVX-512 and AVX2 copies, was left without them (its
+/// multiply-adds calls to libm: 14-33x the time).
+trait PlaneKernel {
+    /// Output plane `out` from `scratch` (its input plane's), `filter` and `bias`.
+    fn plane(&mut self, scratch: &[f32], out: &mut [f32], filter: &[f32], bias: f32);
+}
+
+/// The plane runs of [`PlaneRun::compute`], through the run's buffer `values`.
+struct PortablePlanes<'a> {
+    conv: &'a DepthwiseConv2d,
+    values: Vec<f32>,
+    fused: bool,
+}
+
+impl PlaneKernel for PortablePlanes<'_> {
+    #[inline(always)]
+    fn plane(&mut self, scratch: &[f32], out: &mut [f32], filter: &[f32], bias: f32) {
+        let run = &self.conv.run;
+        if self.fused {
+            let sum = WeightedSum::<true> { filter };
+            run.compute(scratch, &mut self.values, out, bias, &sum);
+        } else {
+            let sum = WeightedSum::<false> { filter };
+            run.compute(scratch, &mut self.values, out, bias, &sum);
         }
     }
 }
@@ -198,7 +232,7 @@ impl DepthwiseConv2d {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::DepthwiseConv2d;
+    use super::{DepthwiseConv2d, PlaneKernel};
     use crate::phases::{LANES, STACK};
 
     /// Every output plane of a layer whose plane runs are stacks ([`PlaneRun::stacks`]), as
@@ -208,29 +242,44 @@ mod avx512 {
     /// [`PlaneRun::stacks`]: crate::phases::PlaneRun::stacks
     #[target_feature(enable = "avx512f")]
     pub(super) fn convolve_stacks(conv: &DepthwiseConv2d, input: &[f32], output: &mut [f32]) {
-        let run = &conv.run;
-        let stacks = run.stacks().expect("a layer of stacks");
-        let phases = &run.phases;
-        let [h, w] = phases.window.input;
-        let [oh, ow] = phases.window.output;
-        let k = phases.window.kernel[0];
-        let mut scratch = run.scratch(0.0);
-        let taps = k * k;
-        let inputs = input.chunks_exact(h * w);
-        let outputs = output.chunks_exact_mut(conv.group_outputs * oh * ow);
-        for (group, (plane, out)) in inputs.zip(outputs).enumerate() {
-            phases.fill_plane(plane, &mut scratch);
-            if conv.relu_input {
-                crate::relu(&mut scratch);
-            }
-            for (o, out) in out.chunks_exact_mut(oh * ow).enumerate() {
-                let channel = group * conv.group_outputs + o;
-                let filter = &conv.filters[channel * taps..][..taps];
-                let bias = conv.bias[channel];
-                for &[at, to] in stacks {
+        let stacks = conv.run.stacks().expect("a layer of stacks");
+        let width = conv.run.phases.width;
+        let [k, ow] = [
+            conv.run.phases.window.kernel[0],
+            conv.run.phases.window.output[1],
+        ];
+        let mut planes = Stacks {
+            stacks,
+            width,
+            k,
+            ow,
+        };
+        conv.each_plane(input, output, &mut planes);
+    }
+
+    /// Each output plane as the stacks from `stacks` ([`stack`]).
+    struct Stacks<'a> {
+        stacks: &'a [[usize; 2]],
+        width: usize,
+        k: usize,
+        ow: usize,
+    }
+
+    impl PlaneKernel for Stacks<'_> {
+        #[inline(always)]
+        fn plane(&mut self, scratch: &[f32], out: &mut [f32], filter: &[f32], bias: f32) {
+            let Stacks {
+                stacks,
+                width,
+                k,
+                ow,
+            } = *self;
+            // SAFETY: only `convolve_stacks`, which the CPU's AVX-512 let run, makes these.
+            for &[at, to] in stacks {
+                unsafe {
                     match k {
-                        3 => stack::<3>(&scratch, phases.width, at, filter, bias, out, to, ow),
-                        _ => stack::<5>(&scratch, phases.width, at, filter, bias, out, to, ow),
+                        3 => stack::<3>(scratch, width, at, filter, bias, out, to, ow),
+                        _ => stack::<5>(scratch, width, at, filter, bias, out, to, ow),
                     }
                 }
             }
