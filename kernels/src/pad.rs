@@ -75,31 +75,16 @@ impl EvalOp for ZeroPad {
             let values = view.as_slice_mut::<f32>()?;
             let rank = shape.len();
             let row = self.input[rank - 1];
-            // The output's stride of each axis, and where the input's first row goes.
-            let mut strides: TVec<usize> = tvec![1; rank];
-            for axis in (0..rank - 1).rev() {
-                strides[axis] = strides[axis + 1] * shape[axis + 1];
-            }
-            let first = self
-                .pads
-                .iter()
-                .zip(&strides)
-                .map(|(&(before, _), s)| before * s);
-            let mut at: usize = first.sum();
-            // Each input row (all its axes but the last) to its place, the row's index counted
-            // up axis by axis (an odometer: divisions per row were most of the time).
-            let mut index: TVec<usize> = tvec![0; rank];
-            for from in input.chunks_exact(row) {
-                copy_row(&mut values[at..][..row], from);
+            // Each input row (all its axes but the last) to its place in the output.
+            for (r, from) in input.chunks_exact(row).enumerate() {
+                let (mut at, mut rest, mut stride) = (self.pads[rank - 1].0, r, shape[rank - 1]);
                 for axis in (0..rank - 1).rev() {
-                    index[axis] += 1;
-                    at += strides[axis];
-                    if index[axis] < self.input[axis] {
-                        break;
-                    }
-                    index[axis] = 0;
-                    at -= self.input[axis] * strides[axis];
+                    let index = rest % self.input[axis];
+                    rest /= self.input[axis];
+                    at += (index + self.pads[axis].0) * stride;
+                    stride *= shape[axis];
                 }
+                copy_row(&mut values[at..][..row], from);
             }
         }
         Ok(tvec!(output.into_tvalue()))
