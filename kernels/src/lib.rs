@@ -27,8 +27,7 @@
 //! (Xception's blocks). The `Add`s no convolution takes in, chains of them and the ReLU after
 //! (face-api's dense blocks), are one pass each (`sum.rs`).
 //!
-//! [`install`] swaps the pool, resize, zero padding (`pad.rs`) and convolution kernels in for
-//! the nodes they cover after
+//! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the
 //! bias, residual Add and ReLU or PRelu that follow it); facecast's ONNX front end wires
 //! [`ChannelPrelu`]. Every other node keeps tract's kernels. This is a crate of its own so that
@@ -61,14 +60,6 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
             // After the convolutions before it, which may have taken an Add in as their
             // residual.
             patch.apply(model)?;
-            replaced += 1;
-        }
-    }
-    // The zero padding last: the convolutions read a residual's channel padding through
-    // tract's `Pad` (`panels::zero_channel_padding`), which they leave unread.
-    for id in 0..model.nodes.len() {
-        if let Some(op) = pad::ZeroPad::for_node(model, id)? {
-            model.nodes[id].op = Box::new(op);
             replaced += 1;
         }
     }
@@ -162,7 +153,6 @@ macro_rules! on_widest_vectors {
 
 mod channels;
 mod depthwise;
-mod pad;
 mod panels;
 mod phases;
 mod pool;
