@@ -33,6 +33,8 @@ pub(crate) struct ByChannel {
     scratch_at: Vec<Option<usize>>,
     /// Where each tap reads the scratch, from its output pixel's first tap (row-major).
     offsets: Vec<usize>,
+    /// The furthest of `offsets`: how far past its first tap an output pixel reads.
+    reach: usize,
     /// The weights, [`LANES`] channels a vector: block `b`'s tap `t` at `b * taps + t`, zero
     /// past the last channel.
     weights: Vec<Lanes>,
@@ -85,6 +87,7 @@ impl ByChannel {
             offsets: (0..kh)
                 .flat_map(|ky| (0..kw).map(move |kx| ky * width + kx))
                 .collect(),
+            reach: (kh - 1) * width + kw - 1,
             weights,
             bias: padded_bias,
         })
@@ -126,8 +129,7 @@ pub(crate) mod avx512 {
         let blocks = channels.div_ceil(LANES);
         assert!(layer.weights.len() == blocks * taps && layer.bias.len() == blocks);
         let mut scratch = vec![Lanes::ZERO; layer.height * width];
-        let reach = layer.offsets.iter().max().map_or(0, |&o| o);
-        assert!((oh - 1) * sy * width + (ow - 1) * sx + reach < scratch.len());
+        assert!((oh - 1) * sy * width + (ow - 1) * sx + layer.reach < scratch.len());
         assert!(layer.scratch_at.len() == h * w);
         assert!(layer
             .scratch_at
@@ -167,7 +169,7 @@ pub(crate) mod avx512 {
                     macro_rules! sums {
                         ($($n:literal)*) => {
                             match end - ox {
-                                $($n => pad(sums::<$n>(layer, &scratch, reach, weights, bias, first)),)*
+                                $($n => pad(sums::<$n>(layer, &scratch, weights, bias, first)),)*
                                 n => unreachable!("{n} pixels in a piece"),
                             }
                         };
@@ -206,21 +208,20 @@ pub(crate) mod avx512 {
 
     /// The sums of `N` neighbouring output pixels of a row from `first` (the first one's
     /// first tap in the scratch), side by side, each the bias plus its taps in order (fused
-    /// multiply-adds); no tap
-    /// reads further than `reach` past its pixel's first.
+    /// multiply-adds).
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn sums<const N: usize>(
         layer: &ByChannel,
         scratch: &[Lanes],
-        reach: usize,
         weights: &[Lanes],
         bias: __m512,
         first: usize,
     ) -> [__m512; N] {
         let sx = layer.window.stride[1];
-        assert!(first + (N - 1) * sx + reach < scratch.len());
-        assert!(weights.len() == layer.offsets.len() && layer.offsets.iter().all(|&o| o <= reach));
+        // No offset reaches past `reach` (`ByChannel::of` makes both).
+        assert!(first + (N - 1) * sx + layer.reach < scratch.len());
+        assert!(weights.len() == layer.offsets.len());
         let mut sums = [bias; N];
         for (weight, &offset) in weights.iter().zip(&layer.offsets) {
             // SAFETY: inside the scratch (checked above), vectors' alignment.

@@ -15,8 +15,9 @@
 //! multiply-adds fused where the CPU can, a rounding apart: `fused_multiply_add`) in loops
 //! the compiler vectorises: the resize a whole row at a time, the 2x2 pools (max, and the
 //! average pools of dlib's ResNet and the gender network, which tract visits window by
-//! window) a row of windows at a time; [`ChannelPrelu`] is one select per value. The other pools and the convolutions
-//! read copies of the input planes, zero-padded (`f32::MIN`-padded for a max pool) and split into
+//! window) a row of windows at a time; [`ChannelPrelu`] is one select per value. The other
+//! pools and the convolutions read copies of the input planes, zero-padded (`f32::MIN`-padded
+//! for a max pool) and split into
 //! their stride's phases (`phases.rs`), at each tap's offset, a vector of neighbouring pixels at
 //! a time: max pools and depthwise convolutions a whole output plane at a time, row by row or
 //! as one run of pixels (`pool.rs`, `depthwise.rs`), the dense ones a panel of pixels and a
