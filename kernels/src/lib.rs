@@ -24,7 +24,8 @@
 //! block of output channels at a time, without packing (`panels.rs`), with what follows them:
 //! the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu;
 //! a 1x1 convolution of stride 2 reads its planes itself (tract downsampled them in two passes
-//! first); a depthwise convolution takes in the ReLU before it where it alone reads it
+//! first); the 3x3 ones of stride 1 on planes of 9x9 and up are computed by Winograd's F(2x2,
+//! 3x3) (`winograd.rs`), the one kernel here whose values are not tract's within a rounding; a depthwise convolution takes in the ReLU before it where it alone reads it
 //! (Xception's blocks). The `Add`s no convolution takes in, chains of them and the ReLU after
 //! (face-api's dense blocks), are one pass each (`sum.rs`).
 //!
@@ -160,6 +161,7 @@ mod pool;
 mod prelu;
 mod resize;
 mod sum;
+mod winograd;
 
 use panels::by_channel_available;
 

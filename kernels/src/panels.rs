@@ -26,7 +26,10 @@
 //!
 //! Each output is tract's: the products summed in tract's order (input plane, row, column),
 //! each multiplied and added in one rounding where the CPU can (as tract's matrix kernels do),
-//! then the bias added: on x86-64 the values are tract's exactly (the tests compare).
+//! then the bias added: on x86-64 the values are tract's exactly (the tests compare). Except
+//! the 3x3 layers of stride 1 on planes of 9x9 and up (the ResNets'), which are computed by
+//! Winograd's F(2x2, 3x3) (`winograd.rs`: 16 multiply-adds for four output pixels instead of
+//! 36, its transforms rounding sums of their own), its matrix products by these panels.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use tract_core::ops::math::{Add, Max, Mul};
 use tract_core::ops::Downsample;
 
 use crate::phases::{copy_row, Phases, MAX_STRIDE};
+use crate::winograd::Winograd;
 use crate::{ChannelPrelu, ConvLayer, Window};
 
 /// Neighbouring pixels in one vector: one 512-bit vector, two 256-bit ones.
@@ -162,6 +166,9 @@ enum Source {
         phases: Phases,
         rows: Arc<Vec<usize>>,
     },
+    /// A 3x3 convolution of stride 1 by Winograd's F(2x2, 3x3), from the input planes: its own
+    /// transforms and matrix products ([`Winograd`]), then this layer's epilogue.
+    Winograd(Winograd),
 }
 
 /// How the sums are vectorised.
@@ -193,6 +200,10 @@ const BY_CHANNEL_MORE_PIXELS: usize = 64;
 /// See [`BY_CHANNEL_MORE_PIXELS`]: below this many summed rows per output, scattering each
 /// pixel's vector of channels to the planes costs more than the panels' lost lanes.
 const BY_CHANNEL_ROWS: usize = 256;
+
+/// 3x3 convolutions of stride 1 on planes of at least this side are computed by
+/// [`Winograd`]'s F(2x2, 3x3).
+const WINOGRAD_SIDE: usize = 9;
 
 /// Output planes up to this many pixels have their rows gathered ([`Source::Gathered`]) where
 /// that makes fewer vectors of sums.
@@ -233,6 +244,13 @@ impl Conv2dPanels {
                 let pixels = oh * ow;
                 let offsets = (0..layer.inputs).map(|i| i * pixels).collect();
                 (Source::Planes, pixels, offsets, vec![true])
+            }
+            Some(phases)
+                if !summed_by_channel && Winograd::covers(&phases.window, WINOGRAD_SIDE) =>
+            {
+                let [inputs, outputs] = [layer.inputs, layer.outputs];
+                let winograd = Winograd::new(&phases.window, inputs, outputs, &layer.weights);
+                (Source::Winograd(winograd), oh * ow, Vec::new(), Vec::new())
             }
             Some(phases) => {
                 let live_taps = phases.live_taps();
@@ -353,23 +371,13 @@ impl Conv2dPanels {
             Packing::Channels { .. } => (CHANNEL_LANES, CHANNEL_LANES * CHANNEL_VECTORS),
         };
         let padded = layer.outputs.next_multiple_of(group);
-        let mut packed = vec![0.0; padded * rows];
-        let filter_len = layer.inputs * live_taps.len();
-        for (o, filter) in layer.weights.chunks_exact(filter_len).enumerate() {
-            // The weights of the live taps (the rows of `offsets`).
-            let live = filter
-                .iter()
-                .zip(live_taps.iter().cycle())
-                .filter_map(|(weight, &live)| live.then_some(weight));
-            for (k, &weight) in live.enumerate() {
-                let weight = if weight.abs() < NEGLIGIBLE {
-                    0.0
-                } else {
-                    weight
-                };
-                packed[((o / block) * rows + k) * block + o % block] = weight;
-            }
-        }
+        // The weights of the live taps (the rows of `offsets`); Winograd's are its own.
+        let filter_len = layer.inputs * live_taps.len().max(1);
+        let filters = layer.weights.chunks_exact(filter_len).map(|filter| {
+            let live = filter.iter().zip(live_taps.iter().cycle());
+            live.filter_map(|(weight, &live)| live.then_some(weight))
+        });
+        let packed = pack(filters, rows, block, padded);
         let mut bias = bias.unwrap_or_else(|| vec![0.0; layer.outputs]);
         bias.resize(padded, 0.0);
         let op = Conv2dPanels {
@@ -402,6 +410,9 @@ impl Conv2dPanels {
     /// the rows to sum made if they are not the input's, the sums computed, and the columns
     /// past the output's dropped.
     fn convolve(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        if let Source::Winograd(winograd) = &self.source {
+            return winograd.convolve(self, input, residual, output);
+        }
         let source = self.rows(input);
         #[cfg(target_arch = "x86_64")]
         if let Packing::Channels { positions } = &self.packing {
@@ -454,6 +465,7 @@ impl Conv2dPanels {
         match &self.source {
             Source::Planes => Cow::Borrowed(input),
             Source::Phases(phases) => Cow::Owned(phases.fill(self.inputs, input, self.computed)),
+            Source::Winograd(_) => unreachable!("transformed by Winograd::convolve"),
             Source::Gathered { phases, rows } => {
                 let [oh, ow] = phases.window.output;
                 let scratch = phases.fill(self.inputs, input, oh * phases.width);
@@ -470,7 +482,7 @@ impl Conv2dPanels {
     }
 
     /// Whether output channel `channel` has a residual channel to add.
-    fn has_residual(&self, channel: usize) -> bool {
+    pub(crate) fn has_residual(&self, channel: usize) -> bool {
         self.residual.is_some_and(|channels| channel < channels)
     }
 
@@ -480,7 +492,7 @@ impl Conv2dPanels {
     /// which the compiler vectorises (for AVX2 in a copy of their own). Written portably, the
     /// eight by two panel's sums were not kept in registers: gathers and scatters, 10x slower
     /// than tract.
-    fn sums(&self, source: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+    pub(crate) fn sums(&self, source: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
@@ -601,24 +613,84 @@ impl Conv2dPanels {
                 }
             }
             for (r, sum) in sums.iter().enumerate().take(self.outputs - channel) {
-                let bias = self.bias[channel + r];
                 let at = (channel + r) * output_plane + first;
                 let out = &mut output[at..][..width];
-                for (to, &s) in out.iter_mut().zip(sum.as_flattened()) {
-                    *to = s + bias;
-                }
-                if let Some(scale_shift) = &self.scale_shift {
-                    scale_shift.apply(channel + r, out);
-                }
-                if let Some(residual) = residual.filter(|_| self.has_residual(channel + r)) {
-                    for (to, &r) in out.iter_mut().zip(&residual[at..][..width]) {
-                        *to += r;
-                    }
-                }
-                self.activation.apply(channel + r, out);
+                out.copy_from_slice(sum.as_flattened());
+                let residual = residual.filter(|_| self.has_residual(channel + r));
+                self.finish(channel + r, out, residual.map(|r| &r[at..][..width]));
             }
         }
     }
+
+    /// Output channel `channel`'s sums `values`, in place: the bias added, then the scale and
+    /// shift, `residual` (the channel's, where it has one) and the activation.
+    #[inline(always)]
+    pub(crate) fn finish(&self, channel: usize, values: &mut [f32], residual: Option<&[f32]>) {
+        let bias = self.bias[channel];
+        for value in values.iter_mut() {
+            *value += bias;
+        }
+        if let Some(scale_shift) = &self.scale_shift {
+            scale_shift.apply(channel, values);
+        }
+        if let Some(residual) = residual {
+            for (value, &r) in values.iter_mut().zip(residual) {
+                *value += r;
+            }
+        }
+        self.activation.apply(channel, values);
+    }
+
+    /// A 1x1 convolution from `inputs` planes of `pixels` values to `outputs` planes, with
+    /// `weights` (output channel, then input channel) and nothing after it: one of
+    /// [`Winograd`]'s matrix products.
+    pub(crate) fn product(
+        inputs: usize,
+        outputs: usize,
+        pixels: usize,
+        weights: &[f32],
+    ) -> Conv2dPanels {
+        let padded = outputs.next_multiple_of(BLOCK);
+        let filters = weights.chunks_exact(inputs).map(|filter| filter.iter());
+        Conv2dPanels {
+            inputs,
+            outputs,
+            source: Source::Planes,
+            computed: pixels,
+            offsets: Arc::new((0..inputs).map(|i| i * pixels).collect()),
+            output_shape: tvec![outputs, pixels],
+            packing: Packing::Pixels,
+            weights: Arc::new(pack(filters, inputs, BLOCK, padded)),
+            bias: Arc::new(vec![0.0; padded]),
+            scale_shift: None,
+            residual: None,
+            activation: Activation::Linear,
+            channels_last: false,
+        }
+    }
+}
+
+/// `filters`, one per output channel, each its summed rows' weights, packed in blocks of `block`
+/// output channels: output channel `o`'s weight for row `k` at `((o / block) * rows + k) * block
+/// + o % block`, `padded` output channels (zero past the filters), [`NEGLIGIBLE`] weights zero.
+fn pack<'a, Filter: Iterator<Item = &'a f32>>(
+    filters: impl Iterator<Item = Filter>,
+    rows: usize,
+    block: usize,
+    padded: usize,
+) -> Vec<f32> {
+    let mut packed = vec![0.0; padded * rows];
+    for (o, filter) in filters.enumerate() {
+        for (k, &weight) in filter.enumerate() {
+            let weight = if weight.abs() < NEGLIGIBLE {
+                0.0
+            } else {
+                weight
+            };
+            packed[((o / block) * rows + k) * block + o % block] = weight;
+        }
+    }
+    packed
 }
 
 /// A dense convolution node as the panels compute it.
@@ -1359,6 +1431,7 @@ impl Op for Conv2dPanels {
             Source::Planes => format!("1x1 on {} pixels", self.computed),
             Source::Phases(phases) => phases.window.describe(),
             Source::Gathered { phases, .. } => format!("{}, gathered", phases.window.describe()),
+            Source::Winograd(winograd) => winograd.describe(),
         };
         let by_channel = match self.packing {
             Packing::Pixels => "",
@@ -1542,8 +1615,8 @@ mod tests {
         ([24, 40], [1, 1], [3, 1], [1, 1], RELU),
         ([8, 16], [2, 2], [5, 1], [2, 2], NONE),
         // Residuals and PRelu, as in FaceMesh, Iris and BlazeFace: 1x1 (in whole vectors and
-        // with a last part), 2x2 stride 2 (computed in the output's layout), 3x3 (computed
-        // wider than the output: the residual is left to tract), PRelu alone after a KxK.
+        // with a last part), 2x2 stride 2 (computed in the output's layout), 3x3 (Winograd's:
+        // its output transform adds the residual), PRelu alone after a KxK.
         ([16, 16], [96, 96], [1, 1], [0, 0], RESIDUAL_PRELU),
         ([64, 64], [32, 32], [2, 2], [0, 0], RESIDUAL_PRELU),
         ([13, 13], [17, 19], [1, 1], [0, 0], RESIDUAL_RELU),
@@ -1585,8 +1658,22 @@ mod tests {
             let (ours, theirs) = ours_and_theirs(inputs, hw, || {
                 dense_graph([inputs, outputs], hw, [kernel, stride], pad, tail)
             });
-            // Fused multiply-adds in tract's order, then the bias, as tract's x86-64 kernels.
-            if cfg!(target_arch = "x86_64") {
+            let winograd = matches!(
+                panels_of(dense_graph(
+                    [inputs, outputs],
+                    hw,
+                    [kernel, stride],
+                    pad,
+                    tail
+                ))
+                .source,
+                super::Source::Winograd(_)
+            );
+            // Fused multiply-adds in tract's order, then the bias, as tract's x86-64 kernels;
+            // Winograd's transforms round sums of their own.
+            if winograd {
+                crate::winograd::tests::assert_within_rounding(&ours, &theirs, &case);
+            } else if cfg!(target_arch = "x86_64") {
                 assert_eq!(ours, theirs, "{case}");
             } else {
                 assert_close(&ours, &theirs, &case);
@@ -1658,6 +1745,33 @@ mod tests {
     }
 
     #[test]
+    fn computes_3x3_layers_of_stride_1_by_winograd_from_9x9_up() {
+        // dlib's ResNet layers with their residual and ReLU; odd and even sides; channel
+        // counts short of a block; a batch normalisation left as Mul and Add; on 8x8 planes
+        // the direct sums, gathered.
+        for ([inputs, outputs], hw, tail, winograd) in [
+            ([32, 32], [35, 35], RESIDUAL_RELU, true),
+            ([64, 64], [17, 17], RESIDUAL_RELU, true),
+            ([13, 21], [10, 12], NONE, true),
+            ([8, 8], [30, 30], NORM_RELU, true),
+            ([24, 40], [9, 9], PRELU, true),
+            ([24, 24], [8, 8], RESIDUAL, false),
+        ] {
+            let case = format!("{inputs}->{outputs} {hw:?} {tail:?}");
+            let graph = || dense_graph([inputs, outputs], hw, [3, 1], [1, 1], tail);
+            let conv = panels_of(graph());
+            assert_eq!(
+                matches!(conv.source, super::Source::Winograd(_)),
+                winograd,
+                "{case}"
+            );
+            assert_eq!(conv.residual.is_some(), tail.1, "{case}");
+            let (ours, theirs) = ours_and_theirs(inputs, hw, graph);
+            crate::winograd::tests::assert_within_rounding(&ours, &theirs, &case);
+        }
+    }
+
+    #[test]
     fn portable_panels_equal_the_dispatched_kernel() {
         // The CPU's copy (AVX-512 on the development machine) against the portable panels,
         // which run on other CPUs, with fused multiply-adds as on AArch64.
@@ -1674,6 +1788,10 @@ mod tests {
                     .map(|i| ((i * step % 29) as f32 - 14.0) / 3.0)
                     .collect()
             };
+            if matches!(conv.source, super::Source::Winograd(_)) {
+                // Its products are panels of their own (tested in winograd.rs).
+                continue;
+            }
             let input = varied(inputs * hw[0] * hw[1], 13);
             let source = conv.rows(&input);
             let residual = conv
@@ -1705,8 +1823,10 @@ mod tests {
                 gathered,
                 "{hw:?}"
             );
-            // Gathered, the sums are laid out as the output: the residual is added in them.
-            assert_eq!(conv.residual.is_some(), gathered, "{hw:?}");
+            // Gathered, the sums are laid out as the output: the residual is added in them (as
+            // Winograd's output transform does, from 9x9 up).
+            let winograd = matches!(conv.source, super::Source::Winograd(_));
+            assert_eq!(conv.residual.is_some(), gathered || winograd, "{hw:?}");
         }
     }
 
@@ -1798,8 +1918,9 @@ mod tests {
                 "{names:?}"
             );
         }
-        // 3x3 stride 1, padded: the sums are rows of the scratch's width; tract adds.
-        let graph = dense_graph([8, 8], [9, 9], [3, 1], [1, 1], (false, true, Act::Prelu));
+        // 5x5 stride 1, padded: the sums are rows of the scratch's width; tract adds. (A 3x3
+        // one is Winograd's, which adds it: `computes_3x3_layers_of_stride_1_by_winograd...`.)
+        let graph = dense_graph([8, 8], [9, 9], [5, 1], [2, 2], (false, true, Act::Prelu));
         let conv = panels_of(graph);
         assert!(conv.residual.is_none() && conv.activation == Activation::Linear);
     }
