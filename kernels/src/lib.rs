@@ -17,17 +17,18 @@
 //! average pools of dlib's ResNet and the gender network, which tract visits window by
 //! window) a row of windows at a time; [`ChannelPrelu`] is one select per value. The other
 //! pools and the convolutions read copies of the input planes, zero-padded (`f32::MIN`-padded
-//! for a max pool) and split into
-//! their stride's phases (`phases.rs`), at each tap's offset, a vector of neighbouring pixels at
-//! a time: max pools and depthwise convolutions a whole output plane at a time, row by row or
-//! as one run of pixels (`pool.rs`, `depthwise.rs`), the dense ones a panel of pixels and a
-//! block of output channels at a time, without packing (`panels.rs`), with what follows them:
-//! the bias, a batch normalisation left as `Mul` and `Add`, a residual `Add`, the ReLU or PRelu;
-//! a 1x1 convolution of stride 2 reads its planes itself (tract downsampled them in two passes
-//! first); the 3x3 ones of stride 1 on planes of 9x9 and up are computed by Winograd's F(2x2,
-//! 3x3) (`winograd.rs`), the one kernel here whose values are not tract's within a rounding; a depthwise convolution takes in the ReLU before it where it alone reads it
-//! (Xception's blocks). The `Add`s no convolution takes in, chains of them and the ReLU after
-//! (face-api's dense blocks), are one pass each (`sum.rs`).
+//! for a max pool) and split into their stride's phases (`phases.rs`), at each tap's offset,
+//! a vector of neighbouring pixels at a time: max pools and depthwise convolutions a whole
+//! output plane at a time, row by row or as one run of pixels (`pool.rs`, `depthwise.rs`),
+//! the dense ones a panel of pixels and a block of output channels at a time, without packing
+//! (`panels.rs`), with what follows them: the bias, a batch normalisation left as `Mul` and
+//! `Add`, a residual `Add`, the ReLU or PRelu; a 1x1 convolution of stride 2 reads its planes
+//! itself (tract downsampled them in two passes first); the 3x3 ones of stride 1 on planes of
+//! 9x9 and up are computed by Winograd's F(2x2, 3x3) (`winograd.rs`), the one kernel here
+//! whose values are not tract's within a rounding; a depthwise convolution takes in the ReLU
+//! before it where it alone reads it (Xception's blocks). The `Add`s no convolution takes
+//! in, chains of them and the ReLU after (face-api's dense blocks), are one pass each
+//! (`sum.rs`).
 //!
 //! [`install`] swaps the pool, resize and convolution kernels in for the nodes they cover after
 //! tract has decluttered the graph and before it optimises it (a dense convolution with the

@@ -372,12 +372,16 @@ impl Conv2dPanels {
         };
         let padded = layer.outputs.next_multiple_of(group);
         // The weights of the live taps (the rows of `offsets`); Winograd's are its own.
-        let filter_len = layer.inputs * live_taps.len().max(1);
-        let filters = layer.weights.chunks_exact(filter_len).map(|filter| {
-            let live = filter.iter().zip(live_taps.iter().cycle());
-            live.filter_map(|(weight, &live)| live.then_some(weight))
-        });
-        let packed = pack(filters, rows, block, padded);
+        let packed = if matches!(source, Source::Winograd(_)) {
+            Vec::new()
+        } else {
+            let filter_len = layer.inputs * live_taps.len();
+            let filters = layer.weights.chunks_exact(filter_len).map(|filter| {
+                let live = filter.iter().zip(live_taps.iter().cycle());
+                live.filter_map(|(weight, &live)| live.then_some(weight))
+            });
+            pack(filters, rows, block, padded)
+        };
         let mut bias = bias.unwrap_or_else(|| vec![0.0; layer.outputs]);
         bias.resize(padded, 0.0);
         let op = Conv2dPanels {

@@ -155,14 +155,24 @@ impl Phases {
     /// rows (past the output's columns) and planes (the sums of pixels past the plane's): their
     /// sums are dropped.
     pub fn fill(&self, inputs: usize, input: &[f32], computed: usize) -> Vec<f32> {
+        let mut scratch = vec![0.0; self.scratch_len(inputs, computed)];
+        self.fill_planes(input, &mut scratch);
+        scratch
+    }
+
+    /// The length of [`Phases::fill`]'s scratch.
+    pub fn scratch_len(&self, inputs: usize, computed: usize) -> usize {
+        (inputs - 1) * self.plane_len() + self.reach(computed)
+    }
+
+    /// Each input plane of `input` into its phases in `scratch` ([`Phases::fill_plane`]): a
+    /// scratch zeroed once, or last filled by these phases, keeps its padding.
+    pub fn fill_planes(&self, input: &[f32], scratch: &mut [f32]) {
         let [h, w] = self.window.input;
-        let plane_len = self.plane_len();
-        let mut scratch = vec![0.0; (inputs - 1) * plane_len + self.reach(computed)];
         let planes = input.chunks_exact(h * w);
-        for (plane, phases) in planes.zip(scratch.chunks_exact_mut(plane_len)) {
+        for (plane, phases) in planes.zip(scratch.chunks_exact_mut(self.plane_len())) {
             self.fill_plane(plane, phases);
         }
-        scratch
     }
 
     /// One input plane's phases into `phases` (at least [`Phases::plane_len`] long). Only the

@@ -192,7 +192,9 @@ impl Winograd {
     }
 
     on_widest_vectors!(Winograd, fn transform_output
-        => transform_output_portable(channel: usize, products: &[f32], rows: &mut [f32], tiles: &mut [f32]));
+    => transform_output_portable(
+        channel: usize, products: &[f32], rows: &mut [f32], tiles: &mut [f32]
+    ));
 
     /// `Y = Aᵀ M A` of every tile of output channel `channel` from the 16 products' planes:
     /// output pixel `(a, b)` of the tile at `p` to `tiles[(2 a + b) * self.tiles + p]`. `rows`
@@ -270,17 +272,13 @@ impl Buffers {
     fn take(&mut self, winograd: &Winograd, input: &[f32]) -> [&mut [f32]; 5] {
         let phases = &winograd.phases;
         let inputs = winograd.inputs;
-        let len = (inputs - 1) * phases.plane_len() + phases.reach(winograd.tiles);
+        let len = phases.scratch_len(inputs, winograd.tiles);
         if !matches!(&self.scratch_of, Some(owner) if owner.0 == *phases && owner.1 == inputs) {
             self.scratch.clear();
             self.scratch.resize(len, 0.0);
             self.scratch_of = Some((phases.clone(), inputs));
         }
-        let [h, w] = phases.window.input;
-        let planes = self.scratch.chunks_exact_mut(phases.plane_len());
-        for (plane, to) in input.chunks_exact(h * w).zip(planes) {
-            phases.fill_plane(plane, to);
-        }
+        phases.fill_planes(input, &mut self.scratch[..len]);
         let tiles = winograd.tiles;
         [
             &mut self.scratch[..len],
