@@ -47,6 +47,10 @@ pub fn sample_into(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border
     };
     #[cfg(target_arch = "x86_64")]
     let vectors = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(target_arch = "x86_64")]
+    if vectors {
+        prefetch_rows(frame, map, [tw, th]);
+    }
     let (mut xs, mut ys) = ([0i32; POSITION_BATCH], [0i32; POSITION_BATCH]);
     for v in 0..th {
         // 16 pixels at once, positions included, where none needs the border (nearly all of
@@ -190,6 +194,45 @@ fn bilinear(frame: &Frame, x: i32, y: i32, border: Border) -> [u8; 3] {
         *level = ((sum + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS) as u8;
     }
     rgb
+}
+
+/// Bytes per cache line.
+#[cfg(target_arch = "x86_64")]
+const CACHE_LINE: usize = 64;
+
+/// Asks the caches for the frame rows the crop `map` reads (the bounding box of the tensor's
+/// corners in the frame), before the gathers read them. The frame comes from the capture
+/// thread, mostly not in this core's caches, and the gathers wait for their lines one after
+/// another, where a pass over the rows streams them: the face mesh's 192x192 crop took 0.40 ms
+/// a frame, 0.12 ms after a pass that read the rows first (the pass 3 us). The prefetches are
+/// that pass without waiting for the lines.
+#[cfg(target_arch = "x86_64")]
+fn prefetch_rows(frame: &Frame, map: &Affine, [tw, th]: [usize; 2]) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let (last_u, last_v) = (tw.saturating_sub(1) as f32, th.saturating_sub(1) as f32);
+    let corners =
+        [(0.0, 0.0), (last_u, 0.0), (0.0, last_v), (last_u, last_v)].map(|(u, v)| map.apply(u, v));
+    // The pixels from the lowest coordinate's through the pixel after the highest one's (a
+    // bilinear tap's neighbour), within `0..limit`; NaN coordinates are left out, all NaN
+    // gives nothing (f32::min and max ignore a NaN, and the casts saturate).
+    let pixels = |coordinates: [f32; 4], limit: usize| {
+        let low = coordinates.into_iter().fold(f32::INFINITY, f32::min);
+        let high = coordinates.into_iter().fold(f32::NEG_INFINITY, f32::max);
+        (low.floor().max(0.0) as usize).min(limit)
+            ..(high.floor() as usize).saturating_add(2).min(limit)
+    };
+    let columns = pixels(corners.map(|c| c.0), frame.width as usize);
+    let rows = pixels(corners.map(|c| c.1), frame.height as usize);
+    let stride = frame.width as usize * 3;
+    for row in rows {
+        let start = row * stride + columns.start * 3;
+        let end = row * stride + columns.end * 3;
+        for at in (start - start % CACHE_LINE..end).step_by(CACHE_LINE) {
+            // SAFETY: SSE is in every x86-64 CPU; a prefetch is a hint that never faults (and
+            // `at` lies within the frame's bytes all the same).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(frame.rgb[at..].as_ptr().cast()) };
+        }
+    }
 }
 
 /// The sampler 16 tensor pixels at a time, in AVX-512 instructions: the same integer
@@ -507,16 +550,43 @@ mod tests {
         assert_eq!(red, vec![0.0, 25.0, 50.0, 75.0]);
     }
 
-    #[test]
-    fn pixels_sampled_sixteen_at_a_time_equal_the_scalar_samples() {
-        // A rotated, scaled crop of a 61x47 frame of varied levels, part of it past the
-        // frame's edge (those chunks of 16 take the scalar path), in each colour and layout:
-        // every value as `bilinear` and the levels' table make it one pixel at a time.
-        let (w, h) = (61u32, 47u32);
+    /// Every value of `sample_into` as `bilinear` and the levels' table make it one pixel at
+    /// a time (100x100 tensor pixels).
+    fn assert_equals_scalar_samples(frame: &Frame, map: &Affine, spec: &InputSpec, border: Border) {
+        let mut sampled = vec![0.0; 100 * 100 * spec.channels()];
+        sample_into(frame, map, spec, border, &mut sampled);
+        let levels = Levels::new(spec);
+        let (pixel_stride, channel_stride) = match spec.layout {
+            Layout::Nchw => (1, 100 * 100),
+            Layout::Nhwc => (spec.channels(), 1),
+        };
+        for (i, (v, u)) in (0..100)
+            .flat_map(|v| (0..100).map(move |u| (v, u)))
+            .enumerate()
+        {
+            let (x, y) = map.apply(u as f32, v as f32);
+            let (x, y) = (to_subpixel_steps(x), to_subpixel_steps(y));
+            let values = levels.tensor_values(bilinear(frame, x, y, border));
+            for (c, &value) in values[..spec.channels()].iter().enumerate() {
+                let got = sampled[i * pixel_stride + c * channel_stride];
+                assert_eq!(got, value, "{map:?} pixel ({u}, {v}) channel {c}");
+            }
+        }
+    }
+
+    fn varied_frame(w: u32, h: u32) -> Frame {
         let mut frame = Frame::with_capacity(w, h);
         for (i, level) in frame.resize(w, h).iter_mut().enumerate() {
             *level = (i * 7919 % 251) as u8;
         }
+        frame
+    }
+
+    #[test]
+    fn pixels_sampled_sixteen_at_a_time_equal_the_scalar_samples() {
+        // A rotated, scaled crop of a 61x47 frame of varied levels, part of it past the
+        // frame's edge (those chunks of 16 take the scalar path), in each colour and layout.
+        let frame = varied_frame(61, 47);
         let (cos, sin) = (0.3f32.cos() * 0.37, 0.3f32.sin() * 0.37);
         let map = Affine {
             a: cos,
@@ -534,24 +604,34 @@ mod tests {
             let mut spec = spec(layout, colour, 100);
             spec.mean = vec![127.5, 110.0, 90.0][..spec.channels()].to_vec();
             spec.std = vec![127.5, 60.0, 77.0][..spec.channels()].to_vec();
-            let mut sampled = vec![0.0; 100 * 100 * spec.channels()];
-            sample_into(&frame, &map, &spec, border, &mut sampled);
-            let levels = Levels::new(&spec);
-            let (pixel_stride, channel_stride) = match layout {
-                Layout::Nchw => (1, 100 * 100),
-                Layout::Nhwc => (spec.channels(), 1),
-            };
-            for (i, (v, u)) in (0..100)
-                .flat_map(|v| (0..100).map(move |u| (v, u)))
-                .enumerate()
-            {
-                let (x, y) = map.apply(u as f32, v as f32);
-                let (x, y) = (to_subpixel_steps(x), to_subpixel_steps(y));
-                let values = levels.tensor_values(bilinear(&frame, x, y, border));
-                for (c, &value) in values[..spec.channels()].iter().enumerate() {
-                    let got = sampled[i * pixel_stride + c * channel_stride];
-                    assert_eq!(got, value, "{colour:?} pixel ({u}, {v}) channel {c}");
-                }
+            assert_equals_scalar_samples(&frame, &map, &spec, border);
+        }
+    }
+
+    #[test]
+    fn crops_far_outside_the_frame_or_not_finite_sample_as_one_pixel_at_a_time() {
+        // Maps that a lost track or a degenerate box could give: the rows read ahead of the
+        // gathers (their bounding box) must stay within the frame, whatever the corners.
+        let frame = varied_frame(61, 47);
+        let scaled = |k: f32, c: f32, f: f32| Affine {
+            a: k,
+            b: 0.0,
+            c,
+            d: 0.0,
+            e: k,
+            f,
+        };
+        let spec = spec(Layout::Nchw, Colour::Rgb, 100);
+        for map in [
+            scaled(0.5, -1e6, 10.0),
+            scaled(0.5, 10.0, 1e7),
+            scaled(f32::INFINITY, 0.0, 0.0),
+            scaled(1e30, -1e30, 1e30),
+            scaled(f32::NAN, 3.0, 3.0),
+            scaled(0.5, f32::NAN, f32::NEG_INFINITY),
+        ] {
+            for border in [Border::Black, Border::Replicate] {
+                assert_equals_scalar_samples(&frame, &map, &spec, border);
             }
         }
     }
