@@ -48,6 +48,46 @@ def label(r: dict) -> str:
             f"{scope})")
 
 
+# The alternating rounds (run.sh's rounds/): each comparison's peer file and facecast's, one
+# pair per round; `time` says whether the ratio is of times a frame (facecast's over the
+# peer's: the per-frame target) or of frames per second (facecast's over the peer's).
+ROUND_COMPARISONS = [
+    ("one face, landmarks alone / mediapipe face_mesh_iris (time a frame)",
+     "mediapipe_face_mesh_iris_one_face", "facecast_one_face_landmarks_t{}", True),
+    ("six faces, full pipeline / face_recognition (frames per second)",
+     "face_recognition_six_faces", "facecast_six_faces_full_t{}", False),
+]
+
+
+def rounds_table(rounds_dir: pathlib.Path) -> str | None:
+    """The median and range of each comparison's round ratios, and every round's."""
+    by_round: dict[int, dict[str, dict]] = {}
+    for p in rounds_dir.glob("*.json"):
+        number, _, name = p.stem.partition("_")
+        by_round.setdefault(int(number), {})[name] = json.loads(p.read_text())
+    rows = []
+    for title, peer_name, facecast_name, time in ROUND_COMPARISONS:
+        for threads in (1, 2):
+            ratios = []
+            for number in sorted(by_round):
+                peer = get(by_round[number], peer_name, "fps")
+                own = get(by_round[number], facecast_name.format(threads), "fps")
+                if peer and own:
+                    ratios.append(peer / own if time else own / peer)
+            if ratios:
+                ordered = sorted(ratios)
+                middle = len(ordered) // 2
+                median = (ordered[middle] if len(ordered) % 2
+                          else (ordered[middle - 1] + ordered[middle]) / 2)
+                rows.append([title, threads, len(ratios), median,
+                             f"{fmt(ordered[0])}-{fmt(ordered[-1])}",
+                             " / ".join(fmt(r) for r in ratios)])
+    if not rows:
+        return None
+    return table(["comparison", "facecast threads", "rounds", "median", "range",
+                  "rounds in order"], rows)
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -152,6 +192,11 @@ def main() -> int:
                        + f" ({fmt(get(r, 'stages', s, 'n'))})" for r in cols] for s in stages]
         out.append("\n### facecast per stage: p50 / p99 ms (count)\n")
         out.append(table(["stage"] + [label(r) for r in cols], rows))
+    # 6. the per-frame comparisons in alternating rounds
+    alternating = rounds_table(run / "rounds")
+    if alternating:
+        out.append("\n### Per frame, alternating rounds: each round the peer, then facecast\n")
+        out.append(alternating)
     print("\n".join(out))
     return 0
 

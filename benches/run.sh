@@ -8,12 +8,15 @@
 #   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded
 #   5. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
 #      full pipeline, and the landmarks alone (benches/landmarks.toml)
-#   6. benches/report.py: the markdown tables for docs/performance.md
+#   6. the per-frame targets' comparisons again in alternating rounds, each peer then facecast
+#      back to back: landmarks alone vs mediapipe face_mesh with iris (one face), full pipeline
+#      vs face_recognition (six faces)
+#   7. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
 # Knobs: FACECAST_BIN (default $CARGO_TARGET_DIR/release/facecast, CARGO_TARGET_DIR defaulting
 # to /var/tmp/facecast-target as in the Makefile), ORT_RUNS (200), MODEL_ROUNDS (12),
-# FR_FRAMES (30: dlib's HOG detector takes about a second a frame here).
+# FR_FRAMES (30: dlib's HOG detector takes about a second a frame here), FRAME_ROUNDS (6).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-${BENCH_DIR:-/var/tmp/facecast-bench}}
@@ -22,6 +25,7 @@ facecast=${FACECAST_BIN:-${CARGO_TARGET_DIR:-/var/tmp/facecast-target}/release/f
 ort_runs=${ORT_RUNS:-200}
 model_rounds=${MODEL_ROUNDS:-12}
 fr_frames=${FR_FRAMES:-30}
+frame_rounds=${FRAME_ROUNDS:-6}
 clips=(one_face six_faces)
 # How many faces a clip holds (its name says it): mediapipe's max_num_faces, facecast's
 # [detector] max_faces.
@@ -84,6 +88,28 @@ for clip in "${clips[@]}"; do
                 "${overlap[@]}" --max-faces "$faces" --model-runs 0 \
                 --json "$out/facecast_${clip}_${scope}_t$run.json"
         done
+    done
+done
+# The per-frame rows above are single runs minutes apart, and the machine's speed moves by
+# more than some of the differences they show (docs/performance.md): the two per-frame targets'
+# comparisons again, FRAME_ROUNDS times, the peer and facecast back to back in each round, so
+# that each round's ratio is between neighbours (report.py gives their median and range).
+# rounds/<round>_<name>.json, apart from the single runs' files.
+rounds="$out/rounds"
+mkdir -p "$rounds"
+for r in $(seq 1 "$frame_rounds"); do
+    "$py_mediapipe" "$peers/peers.py" mediapipe_face_mesh_iris --clip "$work/clips/one_face.y4m" \
+        --max-faces 1 --out "$rounds/${r}_mediapipe_face_mesh_iris_one_face.json"
+    for threads in 1 2; do
+        "$facecast" --config "$repo/benches/landmarks.toml" bench \
+            --clip "$work/clips/one_face.y4m" --threads "$threads" --max-faces 1 --model-runs 0 \
+            --json "$rounds/${r}_facecast_one_face_landmarks_t$threads.json"
+    done
+    "$py_peers" "$peers/peers.py" face_recognition --clip "$work/clips/six_faces.y4m" \
+        --frames "$fr_frames" --out "$rounds/${r}_face_recognition_six_faces.json"
+    for threads in 1 2; do
+        "$facecast" bench --clip "$work/clips/six_faces.y4m" --threads "$threads" --max-faces 6 \
+            --model-runs 0 --json "$rounds/${r}_facecast_six_faces_full_t$threads.json"
     done
 done
 "$py_peers" "$repo/benches/report.py" "$out" | tee "$out/report.md"
