@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import statistics
 import sys
 
 DASH = "—"
@@ -75,12 +76,8 @@ def rounds_table(rounds_dir: pathlib.Path) -> str | None:
                 if peer and own:
                     ratios.append(peer / own if time else own / peer)
             if ratios:
-                ordered = sorted(ratios)
-                middle = len(ordered) // 2
-                median = (ordered[middle] if len(ordered) % 2
-                          else (ordered[middle - 1] + ordered[middle]) / 2)
-                rows.append([title, threads, len(ratios), median,
-                             f"{fmt(ordered[0])}-{fmt(ordered[-1])}",
+                rows.append([title, threads, len(ratios), statistics.median(ratios),
+                             f"{fmt(min(ratios))}-{fmt(max(ratios))}",
                              " / ".join(fmt(r) for r in ratios)])
     if not rows:
         return None

@@ -1659,20 +1659,9 @@ mod tests {
     fn dense_layers_equal_tract() {
         for ([inputs, outputs], hw, [kernel, stride], pad, tail) in CASES {
             let case = format!("{inputs}->{outputs} {hw:?} k{kernel} s{stride} p{pad:?} {tail:?}");
-            let (ours, theirs) = ours_and_theirs(inputs, hw, || {
-                dense_graph([inputs, outputs], hw, [kernel, stride], pad, tail)
-            });
-            let winograd = matches!(
-                panels_of(dense_graph(
-                    [inputs, outputs],
-                    hw,
-                    [kernel, stride],
-                    pad,
-                    tail
-                ))
-                .source,
-                super::Source::Winograd(_)
-            );
+            let graph = || dense_graph([inputs, outputs], hw, [kernel, stride], pad, tail);
+            let (ours, theirs) = ours_and_theirs(inputs, hw, graph);
+            let winograd = matches!(panels_of(graph()).source, super::Source::Winograd(_));
             // Fused multiply-adds in tract's order, then the bias, as tract's x86-64 kernels;
             // Winograd's transforms round sums of their own.
             if winograd {
