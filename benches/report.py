@@ -49,14 +49,38 @@ def label(r: dict) -> str:
             f"{scope})")
 
 
+def ms_a_frame(r):
+    """Mean time a frame, from the throughput."""
+    fps = get(r, "fps")
+    return 1e3 / fps if fps else None
+
+
+def frames_per_second(r):
+    return get(r, "fps")
+
+
+def frame_p50(r):
+    return get(r, "frame_ms", "p50")
+
+
+def follow_p50(r):
+    """facecast's detection-or-tracking + mesh stage: mediapipe face_mesh's scope."""
+    return get(r, "stages", "follow", "p50")
+
+
 # The alternating rounds (run.sh's rounds/): each comparison's peer file and facecast's, one
-# pair per round; `time` says whether the ratio is of times a frame (facecast's over the
-# peer's: the per-frame target) or of frames per second (facecast's over the peer's).
+# pair per round, and the value compared on each side; the ratio is facecast's value over the
+# peer's (the title says whether that is of times, lower is better, or of frames per second).
 ROUND_COMPARISONS = [
-    ("one face, landmarks alone / mediapipe face_mesh_iris (time a frame)",
-     "mediapipe_face_mesh_iris_one_face", "facecast_one_face_landmarks_t{}", True),
+    ("one face, landmarks alone / mediapipe face_mesh_iris (ms a frame, 1000/fps)",
+     "mediapipe_face_mesh_iris_one_face", ms_a_frame, "facecast_one_face_landmarks_t{}",
+     ms_a_frame),
+    ("one face, the same mesh model: detection-or-tracking + mesh (facecast's follow stage) / "
+     "mediapipe face_mesh without iris (ms, p50)",
+     "mediapipe_face_mesh_one_face", frame_p50, "facecast_one_face_landmarks_t{}", follow_p50),
     ("six faces, full pipeline / face_recognition (frames per second)",
-     "face_recognition_six_faces", "facecast_six_faces_full_t{}", False),
+     "face_recognition_six_faces", frames_per_second, "facecast_six_faces_full_t{}",
+     frames_per_second),
 ]
 
 
@@ -67,14 +91,14 @@ def rounds_table(rounds_dir: pathlib.Path) -> str | None:
         number, _, name = p.stem.partition("_")
         by_round.setdefault(int(number), {})[name] = json.loads(p.read_text())
     rows = []
-    for title, peer_name, facecast_name, time in ROUND_COMPARISONS:
+    for title, peer_name, peer_value, facecast_name, facecast_value in ROUND_COMPARISONS:
         for threads in (1, 2):
             ratios = []
             for number in sorted(by_round):
-                peer = get(by_round[number], peer_name, "fps")
-                own = get(by_round[number], facecast_name.format(threads), "fps")
+                peer = peer_value(by_round[number].get(peer_name))
+                own = facecast_value(by_round[number].get(facecast_name.format(threads)))
                 if peer and own:
-                    ratios.append(peer / own if time else own / peer)
+                    ratios.append(own / peer)
             if ratios:
                 rows.append([title, threads, len(ratios), statistics.median(ratios),
                              f"{fmt(min(ratios))}-{fmt(max(ratios))}",
@@ -152,7 +176,8 @@ def main() -> int:
         rows = []
         runs = [fc(clip, threads, overlap, scope) for scope in ("landmarks", "full")
                 for threads, overlap in ((1, False), (2, False), (2, True))]
-        for r in runs + [mesh, by_peer_clip.get(("mediapipe_face_detection", clip))]:
+        for r in runs + [mesh, by_peer_clip.get(("mediapipe_face_mesh", clip)),
+                         by_peer_clip.get(("mediapipe_face_detection", clip))]:
             if r:
                 fps = r.get("fps")
                 rows.append([label(r), r.get("frames"), get(r, "frame_ms", "p50"),

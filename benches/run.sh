@@ -5,12 +5,14 @@
 #   3. every model alone, onnxruntime and tract taking turns in blocks of runs, MODEL_ROUNDS
 #      blocks each (benches/peers/peers.py paired, `facecast bench --serve`); onnxruntime alone
 #      and `facecast bench --model-runs` once for start-up, memory and the per-operator profile
-#   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded
+#   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded;
+#      mediapipe's face_mesh with iris (its attention model) and without (the mesh model alone)
 #   5. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
 #      full pipeline, and the landmarks alone (benches/landmarks.toml)
 #   6. the per-frame targets' comparisons again in alternating rounds, each peer then facecast
 #      back to back: landmarks alone vs mediapipe face_mesh with iris (one face), full pipeline
-#      vs face_recognition (six faces)
+#      vs face_recognition (six faces); and facecast's detection-or-tracking + mesh stage
+#      (`follow`) vs mediapipe's face_mesh without iris, the same mesh model on both sides
 #   7. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.
@@ -63,8 +65,10 @@ for clip in "${clips[@]}"; do
     faces=$(faces_in "$clip")
     "$py_mediapipe" "$peers/peers.py" mediapipe_face_detection --clip "$y4m" \
         --out "$out/mediapipe_face_detection_$clip.json"
-    "$py_mediapipe" "$peers/peers.py" mediapipe_face_mesh_iris --clip "$y4m" --max-faces "$faces" \
-        --out "$out/mediapipe_face_mesh_iris_$clip.json"
+    for mesh in face_mesh_iris face_mesh; do
+        "$py_mediapipe" "$peers/peers.py" "mediapipe_$mesh" --clip "$y4m" --max-faces "$faces" \
+            --out "$out/mediapipe_${mesh}_$clip.json"
+    done
     "$py_peers" "$peers/peers.py" face_recognition --clip "$y4m" --frames "$fr_frames" \
         --out "$out/face_recognition_$clip.json"
 done
@@ -98,8 +102,10 @@ done
 rounds="$out/rounds"
 mkdir -p "$rounds"
 for r in $(seq 1 "$frame_rounds"); do
-    "$py_mediapipe" "$peers/peers.py" mediapipe_face_mesh_iris --clip "$work/clips/one_face.y4m" \
-        --max-faces 1 --out "$rounds/${r}_mediapipe_face_mesh_iris_one_face.json"
+    for mesh in face_mesh_iris face_mesh; do
+        "$py_mediapipe" "$peers/peers.py" "mediapipe_$mesh" --clip "$work/clips/one_face.y4m" \
+            --max-faces 1 --out "$rounds/${r}_mediapipe_${mesh}_one_face.json"
+    done
     for threads in 1 2; do
         "$facecast" --config "$repo/benches/landmarks.toml" bench \
             --clip "$work/clips/one_face.y4m" --threads "$threads" --max-faces 1 --model-runs 0 \

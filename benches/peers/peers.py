@@ -9,7 +9,11 @@ one JSON file (the schema benches/report.py reads):
                               the ratios compare blocks run one after the other
     mediapipe_face_detection  mediapipe legacy face_detection, model_selection=1 (full range)
     mediapipe_face_mesh_iris  mediapipe legacy face_mesh, refine_landmarks=True (irises),
-                              static_image_mode=False (tracking between frames)
+                              static_image_mode=False (tracking between frames): its graph
+                              runs face_landmark_with_attention.tflite, one model whose
+                              attention heads refine eyes, lips and irises
+    mediapipe_face_mesh       the same with refine_landmarks=False: face_landmark.tflite,
+                              the 468-point model facecast runs (no irises)
     face_recognition          face_locations (HOG, upsample 1) + face_encodings per frame
 
 usage (from the peer's venv; benches/run.sh does all of this):
@@ -18,6 +22,7 @@ usage (from the peer's venv; benches/run.sh does all of this):
                     [--block-ms 250]
     peers.py mediapipe_face_detection --clip C.y4m --out F
     peers.py mediapipe_face_mesh_iris --clip C.y4m --max-faces N --out F
+    peers.py mediapipe_face_mesh --clip C.y4m --max-faces N --out F
     peers.py face_recognition --clip C.y4m --out F [--frames 30]
 
 Single-threaded: the BLAS/OpenMP thread counts are set to 1 below before numpy loads, and
@@ -153,7 +158,8 @@ def mediapipe_peer(args, what: str) -> dict:
         count = lambda r: len(r.detections or [])  # noqa: E731
     else:
         settings = {"static_image_mode": False, "max_num_faces": args.max_faces,
-                    "refine_landmarks": True, "min_detection_confidence": 0.5,
+                    "refine_landmarks": what == "face_mesh_iris",
+                    "min_detection_confidence": 0.5,
                     "min_tracking_confidence": 0.5}
         solution = mp.solutions.face_mesh.FaceMesh(**settings)
         count = lambda r: len(r.multi_face_landmarks or [])  # noqa: E731
@@ -364,7 +370,8 @@ def paired_peer(args) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("peer", choices=["onnxruntime", "paired", "mediapipe_face_detection",
-                                    "mediapipe_face_mesh_iris", "face_recognition"])
+                                    "mediapipe_face_mesh_iris", "mediapipe_face_mesh",
+                                    "face_recognition"])
     p.add_argument("--clip", type=pathlib.Path)
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--frames", type=int, help="only the first N frames of the clip")

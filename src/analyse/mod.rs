@@ -195,6 +195,8 @@ impl FaceFollower {
         detector: &mut Detector,
         continues: bool,
     ) -> Result<Vec<MeshedFace>, AnalyseError> {
+        // MediaPipe face_mesh's scope without irises: benches compare the two on it.
+        let _span = crate::perf::span("follow");
         if !continues {
             self.followed.clear();
         }
