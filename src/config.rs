@@ -220,7 +220,7 @@ pub struct AnalysisConfig {
     pub enabled: bool,
     /// Manifest id of the 468-point face mesh model.
     pub mesh_model: String,
-    /// Manifest id of the iris model.
+    /// Manifest id of the iris model; not loaded when the mesh model finds the eyes itself.
     pub iris_model: String,
     /// In a video, run the detector every this many frames (1-300); in between, faces are
     /// followed by their landmarks. A lost face triggers detection on the next frame.

@@ -359,14 +359,9 @@ fn run_mqtt(config: &Config, analyser: pipeline::Analyser) -> AnyResult<pipeline
         None => Box::new(NoGallery),
     };
     let mut models = vec![config.detector.model.clone()];
-    if config.analysis.enabled {
-        models.extend([
-            config.analysis.mesh_model.clone(),
-            config.analysis.iris_model.clone(),
-        ]);
-        if config.identity.enabled {
-            models.push(config.identity.model.clone());
-        }
+    models.extend(analyser.landmark_model_ids().into_iter().map(String::from));
+    if config.analysis.enabled && config.identity.enabled {
+        models.push(config.identity.model.clone());
     }
     let mut publisher = Publisher::start(config, &models, gallery)?;
     let stopper = publisher.stopper();

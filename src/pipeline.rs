@@ -274,6 +274,14 @@ impl Analyser {
         self.detector.model_id()
     }
 
+    /// The landmark models' manifest ids (none when analysis is off).
+    pub fn landmark_model_ids(&self) -> Vec<&str> {
+        self.faces
+            .as_ref()
+            .map(FaceAnalyser::model_ids)
+            .unwrap_or_default()
+    }
+
     /// Frames the detector ran on, when faces are followed by their landmarks; `None` when
     /// analysis is off (the detector then runs on every frame).
     pub fn detector_runs(&self) -> Option<u64> {

@@ -11,9 +11,14 @@ use facecast::frame::Frame;
 use facecast::pipeline::Analyser;
 
 fn analyser(detector: &str) -> Analyser {
+    analyser_with_mesh(detector, &Config::default().analysis.mesh_model)
+}
+
+fn analyser_with_mesh(detector: &str, mesh: &str) -> Analyser {
     let mut config = Config::default();
     config.models.dir = common::models_dir();
     config.detector.model = detector.into();
+    config.analysis.mesh_model = mesh.into();
     // Landmarks only: descriptors would only slow these tests down.
     config.identity.enabled = false;
     Analyser::load(&config).unwrap_or_else(|e| panic!("{e}"))
@@ -27,23 +32,50 @@ fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
     (a[0] - b[0]).hypot(a[1] - b[1])
 }
 
-#[test]
-fn mesh_matches_mediapipe_face_mesh() {
+/// MediaPipe face_mesh's points on the 14 single-face photos: `refinement` is
+/// "refine_false" (face_landmark.tflite, 468 points) or "refine_true" (the attention model,
+/// 478: the mesh, then the irises of the subject's right and left eye).
+fn mediapipe_face_mesh(refinement: &str) -> Vec<(String, Vec<[f32; 2]>)> {
     let reference =
         common::read_json(&common::repo().join("tests/fixtures/mediapipe/face_mesh.json"));
+    reference["images"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(image, expected)| {
+            let points = expected[refinement].as_array().unwrap()[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32])
+                .collect();
+            (image.clone(), points)
+        })
+        .collect()
+}
+
+/// Mean distance between `ours` and `theirs`, as a fraction of `scale`.
+fn mean_difference(ours: impl Iterator<Item = [f32; 2]>, theirs: &[[f32; 2]], scale: f32) -> f32 {
+    let (sum, n) = ours
+        .zip(theirs)
+        .fold((0.0, 0), |(sum, n), (o, t)| (sum + dist(o, *t), n + 1));
+    assert_eq!(n, theirs.len());
+    sum / n as f32 / scale
+}
+
+/// The distance between MediaPipe's outer eye corners (mesh points 33 and 263).
+fn eye_corners(points: &[[f32; 2]]) -> f32 {
+    dist(points[33], points[263])
+}
+
+#[test]
+fn mesh_matches_mediapipe_face_mesh() {
     // MediaPipe's face_mesh seeds its crops with the short-range detector: so does this run.
-    let mut analyser = analyser("blazeface_short");
+    let mut analyser = analyser_with_mesh("blazeface_short", "face_mesh");
     let mut worst: f32 = 0.0;
     let mut compared = 0;
-    for (image, expected) in reference["images"].as_object().unwrap() {
-        let theirs = &expected["refine_false"].as_array().unwrap()[0];
-        let theirs: Vec<[f32; 2]> = theirs
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32])
-            .collect();
-        let frame = common::load_frame(&common::images().join(image));
+    for (image, theirs) in mediapipe_face_mesh("refine_false") {
+        let frame = common::load_frame(&common::images().join(&image));
         let faces = analyse(&mut analyser, &frame);
         let landmarks = main_face(&faces).landmarks.as_ref().unwrap();
         let ours = &landmarks.mesh.points;
@@ -59,20 +91,42 @@ fn mesh_matches_mediapipe_face_mesh() {
                 "{image}: eye corners"
             );
         }
-        let eye_corners = dist(theirs[33], theirs[263]);
-        let mean = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(o, t)| dist([o[0], o[1]], *t))
-            .sum::<f32>()
-            / 468.0;
-        let relative = mean / eye_corners;
-        println!("{image}: mean landmark difference {mean:.2} px = {relative:.4} of the eye-corner distance");
+        let relative = mean_difference(
+            ours.iter().map(|p| [p[0], p[1]]),
+            &theirs,
+            eye_corners(&theirs),
+        );
+        println!("{image}: mean landmark difference {relative:.4} of the eye-corner distance");
         assert!(relative <= 0.015, "{image}: {relative}");
         worst = worst.max(relative);
         compared += 1;
     }
     println!("face mesh vs mediapipe: {compared} photos, worst mean difference {worst:.4} of the eye-corner distance");
+    assert_eq!(compared, 14);
+}
+
+/// The attention mesh finds the eyes itself: its 468 points (lips and eyes refined) and the
+/// irises against MediaPipe's refine_landmarks=True.
+#[test]
+fn attention_mesh_matches_mediapipe_refined_face_mesh() {
+    let mut analyser = analyser_with_mesh("blazeface_short", "face_mesh_attention");
+    let (mut worst_mesh, mut worst_irises): (f32, f32) = (0.0, 0.0);
+    let mut compared = 0;
+    for (image, theirs) in mediapipe_face_mesh("refine_true") {
+        let frame = common::load_frame(&common::images().join(&image));
+        let faces = analyse(&mut analyser, &frame);
+        let landmarks = main_face(&faces).landmarks.as_ref().unwrap();
+        let mesh = landmarks.mesh.points.iter().map(|p| [p[0], p[1]]);
+        let scale = eye_corners(&theirs);
+        let mesh = mean_difference(mesh, &theirs[..468], scale);
+        let irises = landmarks.eyes.iter().flat_map(|eye| &eye.iris);
+        let irises = mean_difference(irises.map(|p| [p[0], p[1]]), &theirs[468..], scale);
+        println!("{image}: mean difference mesh {mesh:.4}, irises {irises:.4} of the eye-corner distance");
+        assert!(mesh <= 0.015 && irises <= 0.015, "{image}: {mesh} {irises}");
+        (worst_mesh, worst_irises) = (worst_mesh.max(mesh), worst_irises.max(irises));
+        compared += 1;
+    }
+    println!("attention mesh vs mediapipe refined: {compared} photos, worst mean difference mesh {worst_mesh:.4}, irises {worst_irises:.4} of the eye-corner distance");
     assert_eq!(compared, 14);
 }
 

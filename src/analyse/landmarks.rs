@@ -2,6 +2,7 @@
 //! iris, one eye at a time, the other mirrored). Both read their crop through a [`Roi`] and
 //! give points back in frame pixels; z is in the same pixel scale, larger is farther.
 
+use super::refinement;
 use super::roi::Roi;
 use crate::frame::Frame;
 use crate::geometry::Affine;
@@ -47,13 +48,51 @@ impl Crop {
             })
             .collect()
     }
+
+    /// (x, y) pairs in tensor pixels, as frame points.
+    fn points_2d(&self, values: &[f32]) -> Vec<[f32; 2]> {
+        values
+            .chunks_exact(2)
+            .map(|p| self.map.apply(p[0], p[1]).into())
+            .collect()
+    }
 }
 
-/// FaceMesh: 468 points and a face-presence score per crop.
+/// FaceMesh: 468 points and a face-presence score per crop; with MediaPipe's attention mesh,
+/// also the eyes (see [`refinement`]).
 pub struct FaceMesh {
     pool: ModelPool,
     landmarks: usize,
     flag: usize,
+    heads: Option<RefiningHeads>,
+}
+
+/// The outputs of the attention mesh's refining heads: lips, then the eye on the crop's left
+/// and the other, for the contours and the irises.
+struct RefiningHeads {
+    lips: usize,
+    contours: [usize; 2],
+    irises: [usize; 2],
+}
+
+impl RefiningHeads {
+    /// The heads of `model`, if its manifest entry lists them.
+    fn of(model: &Model) -> Result<Option<RefiningHeads>, ModelError> {
+        if !model.entry.outputs.iter().any(|o| o.role == "lips") {
+            return Ok(None);
+        }
+        Ok(Some(RefiningHeads {
+            lips: model.output_index("lips")?,
+            contours: [
+                model.output_index("left_eye")?,
+                model.output_index("right_eye")?,
+            ],
+            irises: [
+                model.output_index("left_iris")?,
+                model.output_index("right_iris")?,
+            ],
+        }))
+    }
 }
 
 /// One face's mesh.
@@ -62,6 +101,8 @@ pub struct Mesh {
     pub points: Points,
     /// Probability that the crop holds a face.
     pub presence: f32,
+    /// The subject's right and left eye, where the mesh model finds them.
+    pub eyes: Option<[EyeLandmarks; 2]>,
 }
 
 impl FaceMesh {
@@ -70,11 +111,22 @@ impl FaceMesh {
         model.expect_task(Task::Mesh)?;
         let landmarks = model.output_index("landmarks")?;
         let flag = model.output_index("face_flag")?;
+        let heads = RefiningHeads::of(&model)?;
         Ok(FaceMesh {
             pool: ModelPool::new(model, threads)?,
             landmarks,
             flag,
+            heads,
         })
+    }
+
+    /// Whether the model finds the eyes too (no iris model is then needed).
+    pub fn finds_eyes(&self) -> bool {
+        self.heads.is_some()
+    }
+
+    pub fn model_id(&self) -> &str {
+        self.pool.model_id()
     }
 
     /// The mesh in each crop, in order.
@@ -85,9 +137,26 @@ impl FaceMesh {
         })?;
         Ok(runs
             .into_iter()
-            .map(|(crop, outputs)| Mesh {
-                points: crop.points(&outputs[self.landmarks]),
-                presence: 1.0 / (1.0 + (-outputs[self.flag][0]).exp()),
+            .map(|(crop, outputs)| {
+                let mut points = crop.points(&outputs[self.landmarks]);
+                let eyes = self.heads.as_ref().map(|heads| {
+                    let points_of = |output: usize| crop.points_2d(&outputs[output]);
+                    let (contours, irises) =
+                        (heads.contours.map(points_of), heads.irises.map(points_of));
+                    refinement::refine(
+                        &mut points,
+                        &refinement::Heads {
+                            lips: &points_of(heads.lips),
+                            contours: [&contours[0], &contours[1]],
+                            irises: [&irises[0], &irises[1]],
+                        },
+                    )
+                });
+                Mesh {
+                    points,
+                    presence: 1.0 / (1.0 + (-outputs[self.flag][0]).exp()),
+                    eyes,
+                }
             })
             .collect())
     }
@@ -152,6 +221,10 @@ impl Iris {
             contour,
             iris,
         })
+    }
+
+    pub fn model_id(&self) -> &str {
+        self.pool.model_id()
     }
 
     /// Each eye's landmarks, in order.

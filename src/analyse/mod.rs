@@ -1,9 +1,10 @@
-//! Per-face analysis after detection: the 468-point mesh on a crop rotated upright, the irises,
-//! then head pose, gaze, attention and eye openness. Faces are followed from frame to frame by
-//! their landmarks: the next frame's crop comes from this frame's mesh, and the detector runs
-//! only every `detect_every` frames, when a face is lost, or when there is none. While as many
-//! faces as the detector may return (`max_faces`) are followed, it does not run at all: there
-//! is no room for a new face (MediaPipe's `max_num_faces` works the same way).
+//! Per-face analysis after detection: the 468-point mesh on a crop rotated upright, the irises (the
+//! iris model on a crop of each eye, or the mesh model's own heads where it has them: MediaPipe's
+//! attention mesh), then head pose, gaze, attention and eye openness. Faces are followed from frame
+//! to frame by their landmarks: the next frame's crop comes from this frame's mesh, and the
+//! detector runs only every `detect_every` frames, when a face is lost, or when there is none.
+//! While as many faces as the detector may return (`max_faces`) are followed, it does not run at
+//! all: there is no room for a new face (MediaPipe's `max_num_faces` works the same way).
 
 pub mod action_units;
 pub mod attribute_track;
@@ -14,6 +15,7 @@ pub mod ibug68;
 pub mod identity;
 pub mod landmarks;
 pub mod pose;
+pub mod refinement;
 pub mod roi;
 
 use thiserror::Error;
@@ -125,7 +127,8 @@ pub struct MeshedFace {
 
 /// The second stage: each meshed face's eyes, pose and gaze.
 pub struct EyeAnalyser {
-    iris: Iris,
+    /// `None` when the mesh model finds the eyes itself.
+    iris: Option<Iris>,
     /// `[analysis]`'s two settings this stage reads.
     camera_hfov_deg: f32,
     attention_cone_deg: f32,
@@ -158,20 +161,38 @@ impl FaceAnalyser {
         threads: usize,
         verify: bool,
     ) -> Result<FaceAnalyser, AnalyseError> {
+        let mesh = FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?, threads)?;
+        let iris = if mesh.finds_eyes() {
+            None
+        } else {
+            Some(Iris::new(
+                Model::load(manifest, &config.iris_model, verify)?,
+                threads,
+            )?)
+        };
         Ok(FaceAnalyser {
             follower: FaceFollower {
-                mesh: FaceMesh::new(Model::load(manifest, &config.mesh_model, verify)?, threads)?,
+                mesh,
                 config: config.clone(),
                 followed: Vec::new(),
                 frames_since_detection: 0,
                 detector_runs: 0,
             },
             eyes: EyeAnalyser {
-                iris: Iris::new(Model::load(manifest, &config.iris_model, verify)?, threads)?,
+                iris,
                 camera_hfov_deg: config.camera_hfov_deg,
                 attention_cone_deg: config.attention_cone_deg,
             },
         })
+    }
+
+    /// The manifest ids of the models loaded: the mesh, and the iris model where the mesh
+    /// model does not find the eyes.
+    pub fn model_ids(&self) -> Vec<&str> {
+        let iris = self.eyes.iris.as_ref().map(Iris::model_id);
+        std::iter::once(self.follower.mesh.model_id())
+            .chain(iris)
+            .collect()
     }
 
     /// Analyses one frame: both stages, one after the other.
@@ -277,28 +298,45 @@ impl EyeAnalyser {
         frame: &Frame,
         faces: Vec<MeshedFace>,
     ) -> Result<Vec<AnalysedFace>, AnalyseError> {
-        let eye_corners: Vec<EyeCorners> = faces.iter().flat_map(|f| eyes_of(&f.mesh)).collect();
-        let mut eyes = self.iris.run(frame, &eye_corners)?.into_iter();
+        // The iris model, for the faces whose mesh model did not find the eyes.
+        let eye_corners: Vec<EyeCorners> = faces
+            .iter()
+            .filter(|f| f.mesh.eyes.is_none())
+            .flat_map(|f| eyes_of(&f.mesh))
+            .collect();
+        let mut found = match &mut self.iris {
+            Some(iris) => iris.run(frame, &eye_corners)?,
+            None => Vec::new(),
+        }
+        .into_iter();
         let size = [frame.width as f32, frame.height as f32];
         Ok(faces
             .into_iter()
-            .map(|MeshedFace { detection, mesh }| {
-                let [right, left] =
-                    [eyes.next(), eyes.next()].map(|eye| eye.expect("two eye jobs per face"));
-                let geometry = crate::perf::time("pose", || {
-                    pose::analyse(&mesh.points, &right, &left, size, self.camera_hfov_deg)
-                });
-                let attending = geometry.gaze_off_camera <= self.attention_cone_deg;
-                AnalysedFace {
-                    detection,
-                    landmarks: Some(FaceLandmarks {
-                        mesh,
-                        eyes: [right, left],
-                        geometry,
-                        attending,
-                    }),
-                }
-            })
+            .map(
+                |MeshedFace {
+                     detection,
+                     mut mesh,
+                 }| {
+                    let [right, left] = mesh.eyes.take().unwrap_or_else(|| {
+                        [found.next(), found.next()].map(|eye| {
+                            eye.expect("an iris model run for each eye the mesh did not find")
+                        })
+                    });
+                    let geometry = crate::perf::time("pose", || {
+                        pose::analyse(&mesh.points, &right, &left, size, self.camera_hfov_deg)
+                    });
+                    let attending = geometry.gaze_off_camera <= self.attention_cone_deg;
+                    AnalysedFace {
+                        detection,
+                        landmarks: Some(FaceLandmarks {
+                            mesh,
+                            eyes: [right, left],
+                            geometry,
+                            attending,
+                        }),
+                    }
+                },
+            )
             .collect())
     }
 }

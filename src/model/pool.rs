@@ -40,6 +40,10 @@ impl ModelPool {
         })
     }
 
+    pub fn model_id(&self) -> &str {
+        &self.local.entry.id
+    }
+
     /// Runs the model once per item, as many at once as the pool has threads: `fill` writes an
     /// item's input (and returns what the caller needs to read its outputs). Results are in
     /// the items' order, and the same whatever the number of threads.
