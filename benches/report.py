@@ -41,10 +41,17 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def attention_mesh(r: dict) -> bool:
+    """A facecast run whose mesh model found the eyes (no iris model among its models)."""
+    return "iris" not in r.get("landmark_models", ["iris"])
+
+
 def label(r: dict) -> str:
     if r["peer"] != "facecast":
         return r["peer"] + (f" {r['clip']}" if "clip" in r else "")
     scope = ", landmarks only" if r.get("scope") == "landmarks" else ""
+    if attention_mesh(r):
+        scope += ", attention mesh"
     return (f"facecast {r['clip']} ({r['threads']} thr{', overlap' if r.get('overlap') else ''}"
             f"{scope})")
 
@@ -75,6 +82,10 @@ ROUND_COMPARISONS = [
     ("one face, landmarks alone / mediapipe face_mesh_iris (ms a frame, 1000/fps)",
      "mediapipe_face_mesh_iris_one_face", ms_a_frame, "facecast_one_face_landmarks_t{}",
      ms_a_frame),
+    ("one face, landmarks alone with mediapipe's attention mesh / mediapipe face_mesh_iris "
+     "(ms a frame, 1000/fps)",
+     "mediapipe_face_mesh_iris_one_face", ms_a_frame,
+     "facecast_one_face_landmarks_attention_t{}", ms_a_frame),
     ("one face, the same mesh model: detection-or-tracking + mesh (facecast's follow stage) / "
      "mediapipe face_mesh without iris (ms, p50)",
      "mediapipe_face_mesh_one_face", frame_p50, "facecast_one_face_landmarks_t{}", follow_p50),
@@ -132,10 +143,10 @@ def main() -> int:
     facecast = [r for r in records if r["peer"] == "facecast"]
     by_peer_clip = {(r["peer"], r.get("clip")): r for r in records if r["peer"] != "facecast"}
 
-    def fc(clip, threads, overlap=False, scope="full"):
+    def fc(clip, threads, overlap=False, scope="full", attention=False):
         return next((r for r in facecast if r.get("clip") == clip and r.get("threads") == threads
-                     and bool(r.get("overlap")) == overlap and r.get("scope", "full") == scope),
-                    None)
+                     and bool(r.get("overlap")) == overlap and r.get("scope", "full") == scope
+                     and attention_mesh(r) == attention), None)
 
     out = [f"Run `{run.name}`; load average (1 min) at each measurement's start: " + ", ".join(
         f"{label(r)} {fmt(r.get('load1'))}" for r in records + ([paired] if paired else [])) + "."]
@@ -174,7 +185,8 @@ def main() -> int:
     for clip in ("one_face", "six_faces"):
         mesh = by_peer_clip.get(("mediapipe_face_mesh_iris", clip))
         rows = []
-        runs = [fc(clip, threads, overlap, scope) for scope in ("landmarks", "full")
+        runs = [fc(clip, threads, overlap, scope, attention)
+                for scope, attention in (("landmarks", False), ("landmarks", True), ("full", False))
                 for threads, overlap in ((1, False), (2, False), (2, True))]
         for r in runs + [mesh, by_peer_clip.get(("mediapipe_face_mesh", clip)),
                          by_peer_clip.get(("mediapipe_face_detection", clip))]:
@@ -208,8 +220,8 @@ def main() -> int:
     # 5. facecast's stages
     if facecast:
         stages = list(dict.fromkeys(s for r in facecast for s in (r.get("stages") or {})))
-        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("scope", "full"), r.get("threads", 0),
-                                             bool(r.get("overlap"))))
+        cols = sorted(facecast, key=lambda r: (r.get("clip", ""), r.get("scope", "full"), attention_mesh(r),
+                                             r.get("threads", 0), bool(r.get("overlap"))))
         rows = [[s] + [fmt(get(r, "stages", s, "p50")) + " / " + fmt(get(r, "stages", s, "p99"))
                        + f" ({fmt(get(r, 'stages', s, 'n'))})" for r in cols] for s in stages]
         out.append("\n### facecast per stage: p50 / p99 ms (count)\n")

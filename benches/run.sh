@@ -8,9 +8,11 @@
 #   4. the per-frame peers, one process each (benches/peers/peers.py), single-threaded;
 #      mediapipe's face_mesh with iris (its attention model) and without (the mesh model alone)
 #   5. `facecast bench` on both clips with 1 and 2 analysis threads, and 2 with --overlap: the
-#      full pipeline, and the landmarks alone (benches/landmarks.toml)
+#      full pipeline, and the landmarks alone with the default models (benches/landmarks.toml)
+#      and with mediapipe's attention mesh (benches/landmarks_attention.toml)
 #   6. the per-frame targets' comparisons again in alternating rounds, each peer then facecast
-#      back to back: landmarks alone vs mediapipe face_mesh with iris (one face), full pipeline
+#      back to back: landmarks alone (both mesh models) vs mediapipe face_mesh with iris (one
+#      face), full pipeline
 #      vs face_recognition (six faces); and facecast's detection-or-tracking + mesh stage
 #      (`follow`) vs mediapipe's face_mesh without iris, the same mesh model on both sides
 #   7. benches/report.py: the markdown tables for docs/performance.md
@@ -78,10 +80,11 @@ cd "$repo"
 for clip in "${clips[@]}"; do
     faces=$(faces_in "$clip")
     # The full pipeline (the default configuration), then the landmarks alone
-    # (benches/landmarks.toml: mediapipe's face_mesh with iris's scope).
-    for scope in full landmarks; do
+    # (benches/landmarks.toml: mediapipe's face_mesh with iris's scope), with the default models
+    # and with mediapipe's (benches/landmarks_attention.toml: its attention mesh, no iris model).
+    for scope in full landmarks landmarks_attention; do
         config=()
-        [ "$scope" = landmarks ] && config=(--config "$repo/benches/landmarks.toml")
+        [ "$scope" != full ] && config=(--config "$repo/benches/$scope.toml")
         # 1 and 2 analysis threads, then 2 with the two stages one frame apart ([pipeline]
         # overlap).
         for run in 1 2 2-overlap; do
@@ -106,10 +109,12 @@ for r in $(seq 1 "$frame_rounds"); do
         "$py_mediapipe" "$peers/peers.py" "mediapipe_$mesh" --clip "$work/clips/one_face.y4m" \
             --max-faces 1 --out "$rounds/${r}_mediapipe_${mesh}_one_face.json"
     done
-    for threads in 1 2; do
-        "$facecast" --config "$repo/benches/landmarks.toml" bench \
-            --clip "$work/clips/one_face.y4m" --threads "$threads" --max-faces 1 --model-runs 0 \
-            --json "$rounds/${r}_facecast_one_face_landmarks_t$threads.json"
+    for scope in landmarks landmarks_attention; do
+        for threads in 1 2; do
+            "$facecast" --config "$repo/benches/$scope.toml" bench \
+                --clip "$work/clips/one_face.y4m" --threads "$threads" --max-faces 1 \
+                --model-runs 0 --json "$rounds/${r}_facecast_one_face_${scope}_t$threads.json"
+        done
     done
     "$py_peers" "$peers/peers.py" face_recognition --clip "$work/clips/six_faces.y4m" \
         --frames "$fr_frames" --out "$rounds/${r}_face_recognition_six_faces.json"

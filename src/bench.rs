@@ -59,6 +59,11 @@ pub fn run(
     perf::enable();
     let analyser = Analyser::load(&config)?;
     let loaded = started.elapsed();
+    let landmark_models: Vec<String> = analyser
+        .landmark_model_ids()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let mut sink = BenchSink {
         encoding: config.mqtt.encoding,
         started,
@@ -101,6 +106,7 @@ pub fn run(
         "overlap": config.pipeline.overlap,
         "max_faces": config.detector.max_faces,
         "scope": scope(&config),
+        "landmark_models": landmark_models,
         "frames": summary.analysed,
         "faces_per_frame": {"mean": round3(sink.faces as f64 / summary.analysed.max(1) as f64)},
         "fps": round3(summary.analysed as f64 / wall.as_secs_f64()),
