@@ -1,6 +1,7 @@
-//! Landmark models on rotated crops: FaceMesh (468 3-D points) and Iris (eye contour and
-//! iris, one eye at a time, the other mirrored). Both read their crop through a [`Roi`] and
-//! give points back in frame pixels; z is in the same pixel scale, larger is farther.
+//! Landmark models on rotated crops: FaceMesh (468 3-D points; with MediaPipe's attention mesh,
+//! the eyes too) and Iris (eye contour and iris, one eye at a time, the other mirrored). Both
+//! read their crop through a [`Roi`] and give points back in frame pixels; z is in the same
+//! pixel scale, larger is farther.
 
 use super::refinement;
 use super::roi::Roi;
@@ -101,7 +102,8 @@ pub struct Mesh {
     pub points: Points,
     /// Probability that the crop holds a face.
     pub presence: f32,
-    /// The subject's right and left eye, where the mesh model finds them.
+    /// The subject's right and left eye, where the mesh model finds them (taken into
+    /// [`super::FaceLandmarks::eyes`] when the face is completed).
     pub eyes: Option<[EyeLandmarks; 2]>,
 }
 
