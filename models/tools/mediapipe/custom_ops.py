@@ -24,7 +24,9 @@ matrices row-major 4x4, as the kernels read them):
   matrix is first shifted so that pixel centres map to pixel centres (v2's align-corners
   correction), each output pixel is sampled bilinearly at the mapped point from its four floor
   corners, and a sample whose point lies outside [0, W-1] x [0, H-1] is 0 in every channel (the
-  kernel's rule; GridSample's zero padding blends the corners instead, so it is not used).
+  kernel's rule; GridSample's zero padding blends the corners instead, so it is not used). The
+  samples are gathered from the channel-first map (the converter transposes it to channel-last
+  for the node, and the node's output back: both transpositions go).
 - TransformLandmarks v2, points [1, N, 2] and matrix -> [1, N, 2]: x' = m00 x + m01 y + m03,
   y' = m10 x + m11 y + m13.
 
@@ -117,9 +119,12 @@ def landmarks_to_transform_matrix(b: NodeBuilder, landmarks: str, output: str, a
 
 
 def transform_tensor_bilinear(b: NodeBuilder, features: str, matrix: str, output: str, attrs: dict, shape):
-    """TransformTensorBilinear v2: features [1, H, W, C] (NHWC), matrix [1, 4, 4] ->
-    output [1, output_height, output_width, C]."""
-    _, height, width, channels = shape
+    """TransformTensorBilinear v2: features [1, C, H, W] (the channel-first map the converter's
+    transposition to channel-last read), matrix [1, 4, 4] -> output [1, output_height,
+    output_width, C] (channel-last, as the node's consumers expect: the transposition back to
+    channel-first that tf2onnx put after it then cancels this one's). Gathering from the
+    channel-first map spares both transpositions of the whole map."""
+    _, channels, height, width = shape
     out_h, out_w = attrs["output_height"], attrs["output_width"]
     flat_matrix = b.op("Reshape", [matrix, b.const([16], I64)])
     element = lambda i: b.op("Gather", [flat_matrix, b.const(i, I64)], axis=0)  # scalar
@@ -140,27 +145,29 @@ def transform_tensor_bilinear(b: NodeBuilder, features: str, matrix: str, output
         b.op("And", [b.op("GreaterOrEqual", [sy, zero]), b.op("LessOrEqual", [sy, last_y])]),
     ])
     floor_x, floor_y = b.op("Floor", [sx]), b.op("Floor", [sy])
-    column = lambda i: b.op("Unsqueeze", [i, b.const([1], I64)])  # [oh*ow] -> [oh*ow, 1]
-    frac_x, frac_y = column(b.op("Sub", [sx, floor_x])), column(b.op("Sub", [sy, floor_y]))
+    frac_x, frac_y = b.op("Sub", [sx, floor_x]), b.op("Sub", [sy, floor_y])  # [oh*ow]
     # the corner at x = W (only reached with weight 0, at x = W - 1) reads any in-range pixel
     clip_x = lambda v: b.op("Clip", [v, zero, last_x])
     clip_y = lambda v: b.op("Clip", [v, zero, last_y])
     x0, x1 = clip_x(floor_x), clip_x(b.op("Add", [floor_x, one]))
     y0, y1 = clip_y(floor_y), clip_y(b.op("Add", [floor_y, one]))
-    pixels = b.op("Reshape", [features, b.const([height * width, channels], I64)])
+    planes = b.op("Reshape", [features, b.const([channels, height * width], I64)])
     row_stride = b.const(float(width), F32)
 
-    def corner(y, x):  # [oh*ow, C]
+    def corner(y, x):  # [C, oh*ow]
         index = b.op("Cast", [b.op("Add", [b.op("Mul", [y, row_stride]), x])], to=TensorProto.INT64)
-        return b.op("Gather", [pixels, index], axis=0)
+        return b.op("Gather", [planes, index], axis=1)
 
-    # the kernel's order: upper and lower rows along x, then along y
-    rest_x, rest_y = b.op("Sub", [one, frac_x]), b.op("Sub", [one, frac_y])
+    # the kernel's order: upper and lower rows along x, then along y; a sample outside the map
+    # is 0 (its y weights times 0: the same values as the kernel's zero)
+    rest_x = b.op("Sub", [one, frac_x])
+    inside = b.op("Cast", [inside], to=TensorProto.FLOAT)
+    frac_y, rest_y = b.op("Mul", [frac_y, inside]), b.op("Mul", [b.op("Sub", [one, frac_y]), inside])
     upper = b.op("Add", [b.op("Mul", [rest_x, corner(y0, x0)]), b.op("Mul", [frac_x, corner(y0, x1)])])
     lower = b.op("Add", [b.op("Mul", [rest_x, corner(y1, x0)]), b.op("Mul", [frac_x, corner(y1, x1)])])
     blended = b.op("Add", [b.op("Mul", [frac_y, lower]), b.op("Mul", [rest_y, upper])])
-    masked = b.op("Mul", [blended, column(b.op("Cast", [inside], to=TensorProto.FLOAT))])
-    b.op("Reshape", [masked, b.const([1, out_h, out_w, channels], I64)], output=output)
+    patch = b.op("Reshape", [blended, b.const([1, channels, out_h, out_w], I64)])
+    b.op("Transpose", [patch], output=output, perm=[0, 2, 3, 1])
 
 
 def transform_landmarks(b: NodeBuilder, points: str, matrix: str, output: str):
@@ -179,6 +186,7 @@ def replace_custom_ops(model: onnx.ModelProto) -> int:
         vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
         for vi in list(inferred.value_info) + list(inferred.input)
     }
+    producers = {output: node for node in graph.node for output in node.output}
     nodes, initializers, replaced = [], [], 0
     for node in graph.node:
         if not node.op_type.startswith("TFL_"):
@@ -189,15 +197,22 @@ def replace_custom_ops(model: onnx.ModelProto) -> int:
         if node.op_type == "TFL_Landmarks2TransformMatrix":
             landmarks_to_transform_matrix(b, node.input[0], node.output[0], attrs)
         elif node.op_type == "TFL_TransformTensorBilinear":
-            shape = shapes.get(node.input[0])
+            to_channels_last = producers.get(node.input[0])
+            assert to_channels_last is not None and to_channels_last.op_type == "Transpose" and list(
+                helper.get_attribute_value(to_channels_last.attribute[0])) == [0, 2, 3, 1], node.name
+            features = to_channels_last.input[0]
+            shape = shapes.get(features)
             assert shape and len(shape) == 4 and all(shape), (node.name, shape)
-            transform_tensor_bilinear(b, node.input[0], node.input[1], node.output[0], attrs, shape)
+            transform_tensor_bilinear(b, features, node.input[1], node.output[0], attrs, shape)
         elif node.op_type == "TFL_TransformLandmarks":
             transform_landmarks(b, node.input[0], node.input[1], node.output[0])
         else:
             raise ValueError(f"{node.name}: no standard-op replacement for {node.op_type}")
         nodes.extend(b.nodes)
         replaced += 1
+    # The transpositions to channel-last that only the replaced nodes read are left unread.
+    read = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
+    nodes = [node for node in nodes if node.op_type != "Transpose" or node.output[0] in read]
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(initializers)
