@@ -42,8 +42,9 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def attention_mesh(r: dict) -> bool:
-    """A facecast run whose mesh model found the eyes (no iris model among its models)."""
-    return "iris" not in r.get("landmark_models", ["iris"])
+    """A facecast run whose mesh model found the eyes: its landmark models are the mesh alone
+    (records from before `landmark_models` ran the mesh and the iris model)."""
+    return len(r.get("landmark_models", ["mesh", "iris"])) == 1
 
 
 def label(r: dict) -> str:

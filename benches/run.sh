@@ -12,9 +12,9 @@
 #      and with mediapipe's attention mesh (benches/landmarks_attention.toml)
 #   6. the per-frame targets' comparisons again in alternating rounds, each peer then facecast
 #      back to back: landmarks alone (both mesh models) vs mediapipe face_mesh with iris (one
-#      face), full pipeline
-#      vs face_recognition (six faces); and facecast's detection-or-tracking + mesh stage
-#      (`follow`) vs mediapipe's face_mesh without iris, the same mesh model on both sides
+#      face), full pipeline vs face_recognition (six faces); and facecast's detection-or-tracking
+#      + mesh stage (`follow`) vs mediapipe's face_mesh without iris, the same mesh model on both
+#      sides
 #   7. benches/report.py: the markdown tables for docs/performance.md
 # usage: benches/run.sh [WORK_DIR]     (default $BENCH_DIR, else /var/tmp/facecast-bench)
 # Results: WORK_DIR/results/<UTC time>/*.json, and report.md beside them.

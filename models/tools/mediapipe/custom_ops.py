@@ -188,6 +188,7 @@ def replace_custom_ops(model: onnx.ModelProto) -> int:
     }
     producers = {output: node for node in graph.node for output in node.output}
     nodes, initializers, replaced = [], [], 0
+    bypassed = set()  # outputs of the transpositions to channel-last the samplers read past
     for node in graph.node:
         if not node.op_type.startswith("TFL_"):
             nodes.append(node)
@@ -200,6 +201,7 @@ def replace_custom_ops(model: onnx.ModelProto) -> int:
             to_channels_last = producers.get(node.input[0])
             assert to_channels_last is not None and to_channels_last.op_type == "Transpose" and list(
                 helper.get_attribute_value(to_channels_last.attribute[0])) == [0, 2, 3, 1], node.name
+            bypassed.add(node.input[0])
             features = to_channels_last.input[0]
             shape = shapes.get(features)
             assert shape and len(shape) == 4 and all(shape), (node.name, shape)
@@ -210,9 +212,9 @@ def replace_custom_ops(model: onnx.ModelProto) -> int:
             raise ValueError(f"{node.name}: no standard-op replacement for {node.op_type}")
         nodes.extend(b.nodes)
         replaced += 1
-    # The transpositions to channel-last that only the replaced nodes read are left unread.
+    # A bypassed transposition that only the replaced nodes read is now read by none.
     read = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
-    nodes = [node for node in nodes if node.op_type != "Transpose" or node.output[0] in read]
+    nodes = [node for node in nodes if node.output[0] not in bypassed - read]
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(initializers)
